@@ -1,0 +1,613 @@
+//! Typed channel messages and their validated wire form.
+//!
+//! Every message is [`MSG_SIZE`] bytes (`struct daedalus_msg`). `decode`
+//! rejects unknown types, session 0, non-zero reserved header words and
+//! out-of-range plane counts; `encode` writes exactly what the header
+//! describes (reserved fields zero).
+
+use crate::sys;
+use crate::uapi;
+use thiserror::Error;
+
+/// Size of one message on the wire (`DAEDALUS_MSG_SIZE`).
+pub const MSG_SIZE: usize = uapi::DAEDALUS_MSG_SIZE as usize;
+/// Maximum memory planes of a buffer (`DAEDALUS_MAX_PLANES`).
+pub const MAX_PLANES: usize = uapi::DAEDALUS_MAX_PLANES as usize;
+
+const _: () = assert!(core::mem::size_of::<uapi::daedalus_msg>() == MSG_SIZE);
+
+/// A message that does not follow the protocol.
+#[derive(Debug, Error, PartialEq, Eq, Clone)]
+pub enum ProtoError {
+    #[error("message is {0} bytes, expected {MSG_SIZE}")]
+    BadLength(usize),
+    #[error("unknown message type {0}")]
+    UnknownType(u32),
+    #[error("message type {0} travels in the other direction")]
+    WrongDirection(u32),
+    #[error("session id 0 in message type {0}")]
+    ZeroSession(u32),
+    #[error("reserved header words are not zero")]
+    ReservedNotZero,
+    #[error("num_planes {0} out of range 1..={MAX_PLANES}")]
+    BadPlaneCount(u32),
+}
+
+/// Buffer queue selector (`DAEDALUS_QUEUE_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Queue {
+    /// Bitstream buffers.
+    Output,
+    /// Decoded frame buffers.
+    Capture,
+}
+
+impl Queue {
+    /// The wire value.
+    pub fn raw(self) -> u32 {
+        match self {
+            Queue::Output => uapi::DAEDALUS_QUEUE_OUTPUT,
+            Queue::Capture => uapi::DAEDALUS_QUEUE_CAPTURE,
+        }
+    }
+}
+
+/// `DAEDALUS_K2D_SESSION_OPEN`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOpen {
+    /// V4L2 fourcc of the coded format.
+    pub coded_format: u32,
+    /// Client's size hint (may be 0).
+    pub width: u32,
+    pub height: u32,
+}
+
+/// `DAEDALUS_K2D_BITSTREAM`: an OUTPUT buffer with bitstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bitstream {
+    pub timestamp_ns: u64,
+    pub index: u32,
+    pub generation: u32,
+    pub epoch: u32,
+    pub bytesused: u32,
+    pub length: u32,
+    pub flags: u32,
+}
+
+/// `DAEDALUS_K2D_CAPTURE`: an empty CAPTURE buffer and its negotiated layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capture {
+    pub index: u32,
+    pub generation: u32,
+    pub epoch: u32,
+    /// V4L2 fourcc: NV12, NV12M, YUV420 or P010.
+    pub pixelformat: u32,
+    pub width: u32,
+    pub height: u32,
+    /// Memory planes, 1..=[`MAX_PLANES`] (validated by `decode`).
+    pub num_planes: u32,
+    pub bytesperline: [u32; MAX_PLANES],
+    pub length: [u32; MAX_PLANES],
+}
+
+/// The body of a kernel -> daemon message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelBody {
+    SessionOpen(SessionOpen),
+    SessionClose,
+    Bitstream(Bitstream),
+    Capture(Capture),
+    /// CAPTURE streamed off; carries the new CAPTURE epoch.
+    CaptureReset {
+        epoch: u32,
+    },
+    Drain,
+    /// OUTPUT streamed off (seek); carries the new OUTPUT epoch.
+    Flush {
+        epoch: u32,
+    },
+}
+
+/// A kernel -> daemon message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelMsg {
+    /// Session id, never 0.
+    pub session: u32,
+    pub body: KernelBody,
+}
+
+/// `DAEDALUS_D2K_BITSTREAM_DONE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BitstreamDone {
+    pub index: u32,
+    pub epoch: u32,
+    /// `DAEDALUS_BITSTREAM_F_*`.
+    pub flags: u32,
+}
+
+/// `DAEDALUS_D2K_FRAME_DONE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameDone {
+    pub timestamp_ns: u64,
+    pub index: u32,
+    pub epoch: u32,
+    /// `DAEDALUS_FRAME_F_*`.
+    pub flags: u32,
+    pub num_planes: u32,
+    pub bytesused: [u32; MAX_PLANES],
+}
+
+/// `DAEDALUS_D2K_FORMAT`: the stream format parsed from the bitstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Format {
+    pub epoch: u32,
+    pub pixelformat: u32,
+    pub width: u32,
+    pub height: u32,
+    pub visible_left: u32,
+    pub visible_top: u32,
+    pub visible_width: u32,
+    pub visible_height: u32,
+    pub bit_depth: u32,
+    pub colorspace: u32,
+    pub xfer_func: u32,
+    pub ycbcr_enc: u32,
+    pub quantization: u32,
+    pub min_capture_buffers: u32,
+}
+
+/// The body of a daemon -> kernel message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaemonBody {
+    BitstreamDone(BitstreamDone),
+    FrameDone(FrameDone),
+    Format(Format),
+    /// Negative errno, for the kernel log.
+    SessionError {
+        error: i32,
+    },
+}
+
+/// A daemon -> kernel message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaemonMsg {
+    pub session: u32,
+    pub body: DaemonBody,
+}
+
+fn check_header(raw: &uapi::daedalus_msg) -> Result<(), ProtoError> {
+    if raw.session == 0 {
+        return Err(ProtoError::ZeroSession(raw.type_));
+    }
+    if raw.reserved != [0, 0] {
+        return Err(ProtoError::ReservedNotZero);
+    }
+    Ok(())
+}
+
+fn is_daemon_type(t: u32) -> bool {
+    matches!(
+        t,
+        uapi::DAEDALUS_D2K_BITSTREAM_DONE
+            | uapi::DAEDALUS_D2K_FRAME_DONE
+            | uapi::DAEDALUS_D2K_FORMAT
+            | uapi::DAEDALUS_D2K_SESSION_ERROR
+    )
+}
+
+fn is_kernel_type(t: u32) -> bool {
+    (uapi::DAEDALUS_K2D_SESSION_OPEN..=uapi::DAEDALUS_K2D_FLUSH).contains(&t)
+}
+
+fn plane_count(n: u32) -> Result<u32, ProtoError> {
+    if n == 0 || n as usize > MAX_PLANES {
+        Err(ProtoError::BadPlaneCount(n))
+    } else {
+        Ok(n)
+    }
+}
+
+impl KernelMsg {
+    /// Parses and validates one kernel -> daemon message.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ProtoError> {
+        let raw = sys::msg_from_bytes(bytes)?;
+        let t = raw.type_;
+        if is_daemon_type(t) {
+            return Err(ProtoError::WrongDirection(t));
+        }
+        if !is_kernel_type(t) {
+            return Err(ProtoError::UnknownType(t));
+        }
+        check_header(&raw)?;
+        let body = match t {
+            uapi::DAEDALUS_K2D_SESSION_OPEN => {
+                let o = sys::session_open(&raw);
+                KernelBody::SessionOpen(SessionOpen {
+                    coded_format: o.coded_format,
+                    width: o.width,
+                    height: o.height,
+                })
+            }
+            uapi::DAEDALUS_K2D_SESSION_CLOSE => KernelBody::SessionClose,
+            uapi::DAEDALUS_K2D_BITSTREAM => {
+                let b = sys::bitstream(&raw);
+                KernelBody::Bitstream(Bitstream {
+                    timestamp_ns: b.timestamp_ns,
+                    index: b.index,
+                    generation: b.generation,
+                    epoch: b.epoch,
+                    bytesused: b.bytesused,
+                    length: b.length,
+                    flags: b.flags,
+                })
+            }
+            uapi::DAEDALUS_K2D_CAPTURE => {
+                let c = sys::capture(&raw);
+                KernelBody::Capture(Capture {
+                    index: c.index,
+                    generation: c.generation,
+                    epoch: c.epoch,
+                    pixelformat: c.pixelformat,
+                    width: c.width,
+                    height: c.height,
+                    num_planes: plane_count(c.num_planes)?,
+                    bytesperline: c.bytesperline,
+                    length: c.length,
+                })
+            }
+            uapi::DAEDALUS_K2D_CAPTURE_RESET => KernelBody::CaptureReset {
+                epoch: sys::epoch(&raw).epoch,
+            },
+            uapi::DAEDALUS_K2D_DRAIN => KernelBody::Drain,
+            uapi::DAEDALUS_K2D_FLUSH => KernelBody::Flush {
+                epoch: sys::epoch(&raw).epoch,
+            },
+            other => return Err(ProtoError::UnknownType(other)),
+        };
+        Ok(KernelMsg {
+            session: raw.session,
+            body,
+        })
+    }
+
+    /// The wire form (used by tests and tools that play the kernel's part).
+    pub fn encode(&self) -> [u8; MSG_SIZE] {
+        let mut raw = uapi::daedalus_msg {
+            session: self.session,
+            ..Default::default()
+        };
+        match self.body {
+            KernelBody::SessionOpen(o) => {
+                raw.type_ = uapi::DAEDALUS_K2D_SESSION_OPEN;
+                raw.__bindgen_anon_1.session_open = uapi::daedalus_k2d_session_open {
+                    coded_format: o.coded_format,
+                    width: o.width,
+                    height: o.height,
+                    ..Default::default()
+                };
+            }
+            KernelBody::SessionClose => raw.type_ = uapi::DAEDALUS_K2D_SESSION_CLOSE,
+            KernelBody::Bitstream(b) => {
+                raw.type_ = uapi::DAEDALUS_K2D_BITSTREAM;
+                raw.__bindgen_anon_1.bitstream = uapi::daedalus_k2d_bitstream {
+                    timestamp_ns: b.timestamp_ns,
+                    index: b.index,
+                    generation: b.generation,
+                    epoch: b.epoch,
+                    bytesused: b.bytesused,
+                    length: b.length,
+                    flags: b.flags,
+                };
+            }
+            KernelBody::Capture(c) => {
+                raw.type_ = uapi::DAEDALUS_K2D_CAPTURE;
+                raw.__bindgen_anon_1.capture = uapi::daedalus_k2d_capture {
+                    index: c.index,
+                    generation: c.generation,
+                    epoch: c.epoch,
+                    pixelformat: c.pixelformat,
+                    width: c.width,
+                    height: c.height,
+                    num_planes: c.num_planes,
+                    reserved: 0,
+                    bytesperline: c.bytesperline,
+                    length: c.length,
+                };
+            }
+            KernelBody::CaptureReset { epoch } => {
+                raw.type_ = uapi::DAEDALUS_K2D_CAPTURE_RESET;
+                raw.__bindgen_anon_1.epoch = uapi::daedalus_k2d_epoch {
+                    epoch,
+                    ..Default::default()
+                };
+            }
+            KernelBody::Drain => raw.type_ = uapi::DAEDALUS_K2D_DRAIN,
+            KernelBody::Flush { epoch } => {
+                raw.type_ = uapi::DAEDALUS_K2D_FLUSH;
+                raw.__bindgen_anon_1.epoch = uapi::daedalus_k2d_epoch {
+                    epoch,
+                    ..Default::default()
+                };
+            }
+        }
+        sys::msg_to_bytes(&raw)
+    }
+}
+
+impl DaemonMsg {
+    /// Parses and validates one daemon -> kernel message.
+    pub fn decode(bytes: &[u8]) -> Result<Self, ProtoError> {
+        let raw = sys::msg_from_bytes(bytes)?;
+        let t = raw.type_;
+        if is_kernel_type(t) {
+            return Err(ProtoError::WrongDirection(t));
+        }
+        if !is_daemon_type(t) {
+            return Err(ProtoError::UnknownType(t));
+        }
+        check_header(&raw)?;
+        let body = match t {
+            uapi::DAEDALUS_D2K_BITSTREAM_DONE => {
+                let d = sys::bitstream_done(&raw);
+                DaemonBody::BitstreamDone(BitstreamDone {
+                    index: d.index,
+                    epoch: d.epoch,
+                    flags: d.flags,
+                })
+            }
+            uapi::DAEDALUS_D2K_FRAME_DONE => {
+                let f = sys::frame_done(&raw);
+                DaemonBody::FrameDone(FrameDone {
+                    timestamp_ns: f.timestamp_ns,
+                    index: f.index,
+                    epoch: f.epoch,
+                    flags: f.flags,
+                    num_planes: plane_count(f.num_planes)?,
+                    bytesused: f.bytesused,
+                })
+            }
+            uapi::DAEDALUS_D2K_FORMAT => {
+                let f = sys::format(&raw);
+                DaemonBody::Format(Format {
+                    epoch: f.epoch,
+                    pixelformat: f.pixelformat,
+                    width: f.width,
+                    height: f.height,
+                    visible_left: f.visible_left,
+                    visible_top: f.visible_top,
+                    visible_width: f.visible_width,
+                    visible_height: f.visible_height,
+                    bit_depth: f.bit_depth,
+                    colorspace: f.colorspace,
+                    xfer_func: f.xfer_func,
+                    ycbcr_enc: f.ycbcr_enc,
+                    quantization: f.quantization,
+                    min_capture_buffers: f.min_capture_buffers,
+                })
+            }
+            uapi::DAEDALUS_D2K_SESSION_ERROR => DaemonBody::SessionError {
+                error: sys::session_error(&raw).error,
+            },
+            other => return Err(ProtoError::UnknownType(other)),
+        };
+        Ok(DaemonMsg {
+            session: raw.session,
+            body,
+        })
+    }
+
+    /// The wire form written to the channel.
+    pub fn encode(&self) -> [u8; MSG_SIZE] {
+        let mut raw = uapi::daedalus_msg {
+            session: self.session,
+            ..Default::default()
+        };
+        match self.body {
+            DaemonBody::BitstreamDone(d) => {
+                raw.type_ = uapi::DAEDALUS_D2K_BITSTREAM_DONE;
+                raw.__bindgen_anon_1.bitstream_done = uapi::daedalus_d2k_bitstream_done {
+                    index: d.index,
+                    epoch: d.epoch,
+                    flags: d.flags,
+                    ..Default::default()
+                };
+            }
+            DaemonBody::FrameDone(f) => {
+                raw.type_ = uapi::DAEDALUS_D2K_FRAME_DONE;
+                raw.__bindgen_anon_1.frame_done = uapi::daedalus_d2k_frame_done {
+                    timestamp_ns: f.timestamp_ns,
+                    index: f.index,
+                    epoch: f.epoch,
+                    flags: f.flags,
+                    num_planes: f.num_planes,
+                    bytesused: f.bytesused,
+                    reserved: 0,
+                };
+            }
+            DaemonBody::Format(f) => {
+                raw.type_ = uapi::DAEDALUS_D2K_FORMAT;
+                raw.__bindgen_anon_1.format = uapi::daedalus_d2k_format {
+                    epoch: f.epoch,
+                    pixelformat: f.pixelformat,
+                    width: f.width,
+                    height: f.height,
+                    visible_left: f.visible_left,
+                    visible_top: f.visible_top,
+                    visible_width: f.visible_width,
+                    visible_height: f.visible_height,
+                    bit_depth: f.bit_depth,
+                    colorspace: f.colorspace,
+                    xfer_func: f.xfer_func,
+                    ycbcr_enc: f.ycbcr_enc,
+                    quantization: f.quantization,
+                    min_capture_buffers: f.min_capture_buffers,
+                    reserved: [0; 2],
+                };
+            }
+            DaemonBody::SessionError { error } => {
+                raw.type_ = uapi::DAEDALUS_D2K_SESSION_ERROR;
+                raw.__bindgen_anon_1.session_error = uapi::daedalus_d2k_session_error {
+                    error,
+                    ..Default::default()
+                };
+            }
+        }
+        sys::msg_to_bytes(&raw)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_u32(bytes: &[u8], offset: usize) -> u32 {
+        u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn kernel_messages_round_trip() {
+        let msgs = [
+            KernelBody::SessionOpen(SessionOpen {
+                coded_format: crate::fourcc::H264,
+                width: 1920,
+                height: 1080,
+            }),
+            KernelBody::SessionClose,
+            KernelBody::Bitstream(Bitstream {
+                timestamp_ns: 0x1122_3344_5566_7788,
+                index: 3,
+                generation: 2,
+                epoch: 7,
+                bytesused: 1000,
+                length: 4096,
+                flags: 0,
+            }),
+            KernelBody::Capture(Capture {
+                index: 1,
+                generation: 1,
+                epoch: 4,
+                pixelformat: crate::fourcc::NV12M,
+                width: 320,
+                height: 240,
+                num_planes: 2,
+                bytesperline: [320, 320, 0],
+                length: [76800, 38400, 0],
+            }),
+            KernelBody::CaptureReset { epoch: 9 },
+            KernelBody::Drain,
+            KernelBody::Flush { epoch: 5 },
+        ];
+        for body in msgs {
+            let m = KernelMsg { session: 42, body };
+            let wire = m.encode();
+            assert_eq!(KernelMsg::decode(&wire), Ok(m));
+            assert_eq!(
+                DaemonMsg::decode(&wire),
+                Err(ProtoError::WrongDirection(field_u32(&wire, 0)))
+            );
+        }
+    }
+
+    #[test]
+    fn daemon_messages_round_trip_and_layout() {
+        let fd = DaemonMsg {
+            session: 7,
+            body: DaemonBody::FrameDone(FrameDone {
+                timestamp_ns: 0xdead_beef_0000_0001,
+                index: 2,
+                epoch: 3,
+                flags: uapi::DAEDALUS_FRAME_F_KEYFRAME,
+                num_planes: 1,
+                bytesused: [115200, 0, 0],
+            }),
+        };
+        let wire = fd.encode();
+        // Offsets straight from the header: type, session, reserved[2], then the union.
+        assert_eq!(field_u32(&wire, 0), uapi::DAEDALUS_D2K_FRAME_DONE);
+        assert_eq!(field_u32(&wire, 4), 7);
+        assert_eq!(&wire[16..24], &0xdead_beef_0000_0001u64.to_le_bytes());
+        assert_eq!(field_u32(&wire, 24), 2);
+        assert_eq!(field_u32(&wire, 36), 1);
+        assert_eq!(field_u32(&wire, 40), 115200);
+        assert_eq!(DaemonMsg::decode(&wire), Ok(fd));
+
+        for body in [
+            DaemonBody::BitstreamDone(BitstreamDone {
+                index: 5,
+                epoch: 1,
+                flags: uapi::DAEDALUS_BITSTREAM_F_ERROR,
+            }),
+            DaemonBody::Format(Format {
+                epoch: 1,
+                pixelformat: crate::fourcc::P010,
+                width: 1920,
+                height: 1080,
+                visible_width: 1920,
+                visible_height: 1080,
+                bit_depth: 10,
+                min_capture_buffers: 4,
+                ..Default::default()
+            }),
+            DaemonBody::SessionError { error: -22 },
+        ] {
+            let m = DaemonMsg { session: 1, body };
+            assert_eq!(DaemonMsg::decode(&m.encode()), Ok(m));
+        }
+    }
+
+    #[test]
+    fn invalid_messages_are_rejected() {
+        let good = KernelMsg {
+            session: 1,
+            body: KernelBody::Drain,
+        }
+        .encode();
+        assert_eq!(
+            KernelMsg::decode(&good[..100]),
+            Err(ProtoError::BadLength(100))
+        );
+
+        let mut zero_session = good;
+        zero_session[4..8].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(
+            KernelMsg::decode(&zero_session),
+            Err(ProtoError::ZeroSession(6))
+        );
+
+        let mut reserved = good;
+        reserved[8] = 1;
+        assert_eq!(
+            KernelMsg::decode(&reserved),
+            Err(ProtoError::ReservedNotZero)
+        );
+
+        let mut unknown = good;
+        unknown[0..4].copy_from_slice(&99u32.to_le_bytes());
+        assert_eq!(
+            KernelMsg::decode(&unknown),
+            Err(ProtoError::UnknownType(99))
+        );
+
+        let mut planes = KernelMsg {
+            session: 1,
+            body: KernelBody::Capture(Capture {
+                index: 0,
+                generation: 0,
+                epoch: 0,
+                pixelformat: crate::fourcc::NV12,
+                width: 16,
+                height: 16,
+                num_planes: 1,
+                bytesperline: [16, 0, 0],
+                length: [384, 0, 0],
+            }),
+        }
+        .encode();
+        // num_planes sits after index, generation, epoch, pixelformat, width, height.
+        planes[16 + 24..16 + 28].copy_from_slice(&4u32.to_le_bytes());
+        assert_eq!(
+            KernelMsg::decode(&planes),
+            Err(ProtoError::BadPlaneCount(4))
+        );
+    }
+}
