@@ -1,1 +1,11 @@
-// placeholder: replaced by the crate's owner
+//! daedalus-tools: V4L2 stateful-decoder clients built on v4l2r.
+//!
+//! - [`stream`]: bitstream readers (IVF, Annex-B H.264/HEVC, raw FWHT).
+//! - [`device`]: finding the decoder and checking what it can do.
+//! - [`decoder`]: the asynchronous decode loop (rings, source change,
+//!   resolution change, seek, drain).
+//! - [`frame`]: the layout of decoded frames and their packed raw form.
+//! - [`verify`]: byte-exact comparison with a reference file.
+//! - [`sys`]: the only unsafe code (dma-buf allocation and mapping).
+
+pub mod stream;
