@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Builds the two Debian packages from what the rest of the repository built:
+#   daedalus-v4l2-dkms  (all)    module source from kernel/ + kernel/dkms.conf
+#   daedalus-v4l2d      (arch)   daemon, tools, plugin + rootfs-overlay/ files
+# dpkg-buildpackage runs inside a Debian root of the target release
+# (packaging/debroot.sh, cached), so ${shlibs:Depends} names that release's
+# FFmpeg library packages.
+#
+# usage: packaging/build-debs.sh [--release bookworm|trixie] [--arch ARCH]
+#                                [--bin-dir DIR] [--out DIR]
+#   --release  Debian release the binaries were built for; default bookworm
+#   --bin-dir  where daedalus-v4l2d, daedalus-decode, daedalus-bench and
+#              libdaedalus_fourier_cpu.so are; default by release:
+#                bookworm -> target/release          (host: cargo build --release)
+#                trixie   -> target/trixie/release   (ci/trixie-cargo.sh build --release)
+#   --out      default out/debs/<release>-<arch>; prints the .deb paths
+#   --arch     the host's (amd64 on the CI host, arm64 on a Pi); cross-building
+#              arm64 packages on amd64 is not wired up yet
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd -P)"
+release=bookworm arch=$(dpkg --print-architecture) bin_dir="" out=""
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--release) release=$2; shift 2 ;;
+	--arch) arch=$2; shift 2 ;;
+	--bin-dir) bin_dir=$2; shift 2 ;;
+	--out) out=$2; shift 2 ;;
+	-h | --help) sed -n '2,/^set -e/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+	*) echo "build-debs: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+	esac
+done
+die() { echo "build-debs: $*" >&2; exit 1; }
+log() { echo "build-debs: $*" >&2; }
+
+case "$release" in
+bookworm) deb_rev=1~deb12 default_bin=target/release ;;
+trixie) deb_rev=1~deb13 default_bin=target/trixie/release ;;
+*) die "unknown release '$release' (bookworm|trixie)" ;;
+esac
+case "$arch" in
+amd64) elf_machine="Advanced Micro Devices X86-64" ;;
+arm64) elf_machine="AArch64" ;;
+*) die "unknown arch '$arch' (amd64|arm64)" ;;
+esac
+[ "$arch" = "$(dpkg --print-architecture)" ] ||
+	die "cross-building $arch packages on $(dpkg --print-architecture) is not wired up yet; build on an $arch machine"
+
+bin_dir="$(cd "$repo" && realpath -m "${bin_dir:-$default_bin}")"
+out="$(cd "$repo" && realpath -m "${out:-out/debs/$release-$arch}")"
+[ "$(id -u)" -eq 0 ] || die "needs root (chroot into the build root); run with sudo"
+
+# --- inputs: every one must exist, and be for the right machine ---------------
+missing=()
+for f in daedalus-v4l2d daedalus-decode daedalus-bench libdaedalus_fourier_cpu.so; do
+	if [ ! -f "$bin_dir/$f" ]; then
+		missing+=("$f")
+	elif ! readelf -h "$bin_dir/$f" 2>/dev/null | grep -q "Machine: *$elf_machine"; then
+		die "$bin_dir/$f is not an $arch ELF file"
+	fi
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	hint="cargo build --release --workspace"
+	[ "$release" = trixie ] && hint="ci/trixie-cargo.sh build --release --workspace"
+	die "missing in $bin_dir: ${missing[*]} (build them first: $hint)"
+fi
+[ -f "$repo/kernel/dkms.conf" ] || die "kernel/dkms.conf is missing: nothing for the -dkms package"
+
+version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' "$repo/Cargo.toml")
+[ -n "$version" ] || die "no [workspace.package] version in Cargo.toml"
+commit=$(git -C "$repo" rev-parse --short=10 HEAD)
+epoch=$(git -C "$repo" log -1 --format=%ct HEAD)
+# A build from anything but the release tag v<version> is a snapshot, sorted
+# below the release: 0.1.0~git20261124.1a2b3c4d5e-1~deb12.
+if [ "$(git -C "$repo" describe --tags --exact-match HEAD 2>/dev/null)" != "v$version" ]; then
+	version="$version~git$(date -u -d "@$epoch" +%Y%m%d%H%M).$commit"
+fi
+full_version="$version-$deb_rev"
+
+# --- stage a build tree: debian/ + bin/ + kernel/ + rootfs-overlay/ -----------
+work="$out/build"
+tree="$work/daedalus-v4l2-$version"
+rm -rf "$work"
+mkdir -p "$tree/bin" "$tree/kernel" "$tree/rootfs-overlay"
+cp -a "$repo/packaging/debian" "$tree/debian"
+cp -a "$bin_dir"/{daedalus-v4l2d,daedalus-decode,daedalus-bench,libdaedalus_fourier_cpu.so} "$tree/bin/"
+# only what git tracks: never a stray .ko/.o from a local module build
+(cd "$repo" && git ls-files -z kernel rootfs-overlay | xargs -0 cp --parents -t "$tree")
+ov="$tree/rootfs-overlay"
+cp "$ov/usr/lib/systemd/system/daedalus-v4l2d.service" "$tree/debian/daedalus-v4l2d.service"
+cp "$ov/usr/lib/sysusers.d/daedalus.conf" "$tree/debian/daedalus-v4l2d.daedalus.sysusers"
+cat >"$tree/debian/changelog" <<CHANGELOG
+daedalus-v4l2 ($full_version) $release; urgency=medium
+
+  * Build of commit $commit.
+
+ -- daedalus-v4l2 developers <daedalus-v4l2@users.noreply.github.com>  $(date -u -R -d "@$epoch")
+CHANGELOG
+
+# --- build inside the release's root ------------------------------------------
+root="$("$repo/packaging/debroot.sh" "$release" build)"
+log "dpkg-buildpackage $full_version for $release/$arch in $root"
+unshare --mount --propagation private -- /bin/bash -s -- "$root" "$work" "$epoch" <<'INNER' >&2
+set -euo pipefail
+root=$1 work=$2 epoch=$3
+mount -t proc proc "$root/proc"
+mount -t tmpfs tmpfs "$root/tmp"
+mkdir -p "$root/build"
+mount --bind "$work" "$root/build"
+tree=$(cd "$work" && ls -d daedalus-v4l2-*/)
+chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp LC_ALL=C.UTF-8 \
+	SOURCE_DATE_EPOCH="$epoch" DEB_BUILD_OPTIONS=noautodbgsym \
+	/bin/sh -c 'cd "/build/$1" && dpkg-buildpackage -b -us -uc' sh "$tree"
+INNER
+debs=("$work"/*.deb)
+[ -e "${debs[0]}" ] || die "dpkg-buildpackage made no .deb"
+for d in "${debs[@]}"; do
+	mv "$d" "$out/"
+	echo "$out/$(basename "$d")"
+done

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Makes a Debian root with mmdebstrap, cached under
+# ~/.cache/daedalus-v4l2/debroot/ (key = hash of this script), and prints its
+# path: a directory for kind "build" (chrooted into as is), a tarball for kind
+# "clean" (unpacked afresh for every test run). Downloaded .debs are kept in
+# ~/.cache/daedalus-v4l2/apt-archives/<release>/ and reused by later builds.
+#   usage: packaging/debroot.sh bookworm|trixie build|clean
+# kinds:
+#   build  dpkg-dev, debhelper, dh-dkms and the release's FFmpeg runtime
+#          libraries, so dpkg-shlibdeps computes that release's Depends
+#          (packaging/build-debs.sh builds the .debs inside it)
+#   clean  --variant=apt and nothing else: the "fresh system" the .debs are
+#          installed into by ci/tests/host/test_system.py
+# Needs root (the root's files are owned by real uids).
+set -euo pipefail
+release=${1:?usage: debroot.sh bookworm|trixie build|clean}
+kind=${2:?usage: debroot.sh bookworm|trixie build|clean}
+mirror="${DAEDALUS_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+cache="${DAEDALUS_CACHE:-$HOME/.cache/daedalus-v4l2}"
+
+# The FFmpeg runtime libraries the daemon may link (ffmpeg-next links what
+# its features ask for); their sonames differ per release.
+case "$release" in
+bookworm) ffmpeg_libs=libavcodec59,libavformat59,libavutil57,libswscale6,libswresample4,libavfilter8,libavdevice59 ;;
+trixie) ffmpeg_libs=libavcodec61,libavformat61,libavutil59,libswscale8,libswresample5,libavfilter10,libavdevice61 ;;
+*) echo "debroot: unknown release '$release' (bookworm|trixie)" >&2; exit 2 ;;
+esac
+case "$kind" in
+build) include="dpkg-dev,debhelper,dh-dkms,fakeroot,git,$ffmpeg_libs" ;;
+clean) include="" ;;
+*) echo "debroot: unknown kind '$kind' (build|clean)" >&2; exit 2 ;;
+esac
+
+if [ "$(id -u)" -ne 0 ]; then exec sudo -E "$0" "$@"; fi
+key=$( (echo "$mirror"; cat "$0") | sha256sum | cut -c1-12)
+case "$kind" in
+build) out="$cache/debroot/$release-$kind-$key" format=directory ;;
+clean) out="$cache/debroot/$release-$kind-$key.tar" format=tar ;;
+esac
+if [ -e "$out" ]; then echo "$out"; exit 0; fi
+
+mkdir -p "$cache/debroot" "$cache/apt-archives/$release"
+exec 9>"$cache/debroot/.lock"
+flock 9
+if [ -e "$out" ]; then echo "$out"; exit 0; fi
+echo "debroot: mmdebstrap $release ($kind) from $mirror; a few minutes, mostly downloads" >&2
+start=$(date +%s)
+archives="$cache/apt-archives/$release"
+# The sync-in/sync-out hooks are mmdebstrap's documented way to reuse a
+# package cache across runs.
+if grep -qF " $out.tmp/" /proc/mounts; then
+	echo "debroot: $out.tmp still has mounts from an interrupted run; unmount them first" >&2
+	exit 1
+fi
+rm -rf "$out.tmp"
+mmdebstrap --variant=apt --format="$format" ${include:+--include="$include"} \
+	--dpkgopt='path-exclude=/usr/share/man/*' \
+	--dpkgopt='path-exclude=/usr/share/locale/*' \
+	--setup-hook='mkdir -p "$1"/var/cache/apt/archives/' \
+	--setup-hook="sync-in '$archives' /var/cache/apt/archives/" \
+	--customize-hook="sync-out /var/cache/apt/archives '$archives'" \
+	--customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb' \
+	"$release" "$out.tmp" "$mirror" >&2
+mv "$out.tmp" "$out"
+echo "debroot: $release-$kind built in $(( $(date +%s) - start )) s ($(du -h "$out" | cut -f1))" >&2
+echo "$out"
