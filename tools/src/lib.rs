@@ -8,4 +8,9 @@
 //! - [`verify`]: byte-exact comparison with a reference file.
 //! - [`sys`]: the only unsafe code (dma-buf allocation and mapping).
 
+pub mod decoder;
+pub mod device;
+pub mod frame;
 pub mod stream;
+pub mod sys;
+pub mod verify;

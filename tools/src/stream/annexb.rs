@@ -22,7 +22,10 @@ fn find_nals(data: &[u8]) -> Vec<Nal> {
     while i + 3 <= data.len() {
         if data[i] == 0 && data[i + 1] == 0 && data[i + 2] == 1 {
             let mut start = i;
-            while start > 0 && data[start - 1] == 0 && nals.last().is_none_or(|n: &Nal| start > n.header) {
+            while start > 0
+                && data[start - 1] == 0
+                && nals.last().is_none_or(|n: &Nal| start > n.header)
+            {
                 start -= 1;
             }
             nals.push(Nal {
@@ -42,7 +45,10 @@ enum NalRole {
     /// Begins a new access unit when the current one already has a picture.
     AuDelimiting,
     /// A slice; the flag says it is the first slice of a picture.
-    Vcl { first_in_picture: bool, irap: bool },
+    Vcl {
+        first_in_picture: bool,
+        irap: bool,
+    },
     Other,
 }
 
@@ -149,7 +155,11 @@ pub fn parse(what: &str, data: Vec<u8>, codec: Codec) -> Result<Stream, StreamEr
             continue;
         }
         let Some(nal_role) = role(codec, body) else {
-            if units.is_empty() && !au_has_picture {
+            let other = match codec {
+                Codec::H264 => "an HEVC Annex-B stream",
+                _ => "an H.264 Annex-B stream",
+            };
+            if (units.is_empty() && !au_has_picture) || sniff_codec(&data) == Some(other) {
                 return Err(wrong(&data));
             }
             return Err(StreamError::Malformed(format!(
@@ -211,7 +221,11 @@ mod tests {
     use super::*;
 
     fn nal(start4: bool, bytes: &[u8]) -> Vec<u8> {
-        let mut v = if start4 { vec![0, 0, 0, 1] } else { vec![0, 0, 1] };
+        let mut v = if start4 {
+            vec![0, 0, 0, 1]
+        } else {
+            vec![0, 0, 1]
+        };
         v.extend_from_slice(bytes);
         v
     }

@@ -46,7 +46,11 @@ pub fn parse(what: &str, data: Vec<u8>) -> Result<Stream, StreamError> {
         let (width, height) = (be32(header, 12), be32(header, 16));
         let flags = be32(header, 20);
         let size = be32(header, 40) as usize;
-        if version == 0 || width == 0 || height == 0 || width > MAX_DIMENSION || height > MAX_DIMENSION
+        if version == 0
+            || width == 0
+            || height == 0
+            || width > MAX_DIMENSION
+            || height > MAX_DIMENSION
         {
             return Err(StreamError::Malformed(format!(
                 "{what}: FWHT frame {index} at offset {pos} has an invalid header \
@@ -106,7 +110,12 @@ mod tests {
 
     #[test]
     fn parses_frames() {
-        let data = [frame(true, &[1, 2, 3]), frame(false, &[4]), frame(false, &[])].concat();
+        let data = [
+            frame(true, &[1, 2, 3]),
+            frame(false, &[4]),
+            frame(false, &[]),
+        ]
+        .concat();
         let s = parse("t.fwht", data).unwrap();
         assert_eq!(s.units.len(), 3);
         assert_eq!(s.coded_size, Some((64, 48)));
@@ -120,7 +129,10 @@ mod tests {
         let mut data = [frame(true, &[1, 2, 3]), frame(false, &[4, 5])].concat();
         data.pop();
         let err = parse("t.fwht", data).unwrap_err().to_string();
-        assert!(err.contains("frame 1") && err.contains("truncated"), "{err}");
+        assert!(
+            err.contains("frame 1") && err.contains("truncated"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -149,9 +161,12 @@ mod tests {
 
     #[test]
     fn h264_named_fwht() {
-        let err = parse("t.fwht", vec![0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 1, 0x68, 0xce])
-            .unwrap_err()
-            .to_string();
+        let err = parse(
+            "t.fwht",
+            vec![0, 0, 0, 1, 0x67, 0x42, 0, 0, 0, 1, 0x68, 0xce],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("looks like an H.264"), "{err}");
     }
 }

@@ -104,11 +104,8 @@ impl Stream {
 
 #[derive(Debug, Error)]
 pub enum StreamError {
-    #[error("cannot read {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read {path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
     #[error("{0}")]
     Malformed(String),
     #[error("{what}: this file looks like {actual}, not {expected}")]
@@ -167,9 +164,9 @@ fn is_ivf_extension(path: &Path) -> bool {
 /// Reads and parses `path`. `codec` overrides the extension; for IVF it must
 /// match the header.
 pub fn open(path: &Path, codec: Option<Codec>) -> Result<Stream, StreamError> {
-    let data = std::fs::read(path).map_err(|source| StreamError::Io {
+    let data = std::fs::read(path).map_err(|cause| StreamError::Io {
         path: path.display().to_string(),
-        source,
+        cause,
     })?;
     let what = path.display().to_string();
     let codec = match codec.or_else(|| codec_from_extension(path)) {

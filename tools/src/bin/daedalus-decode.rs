@@ -1,0 +1,343 @@
+//! daedalus-decode: decode a bitstream file through a V4L2 stateful decoder
+//! (the daedalus one by default), write raw frames and/or verify them
+//! byte-exactly against a reference. Exit status 0 only when every frame
+//! decoded without error (and matched the reference, with --verify).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+
+use daedalus_tools::decoder::{
+    BoxError, CaptureMemory, DecodeConfig, DecodedFrame, Decoder, FrameSink,
+};
+use daedalus_tools::device::{self, DAEDALUS_DRIVER};
+use daedalus_tools::frame::RawFormat;
+use daedalus_tools::stream::{self, Codec};
+use daedalus_tools::verify::Verifier;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CodecArg {
+    H264,
+    Hevc,
+    Vp8,
+    Vp9,
+    Av1,
+    Fwht,
+}
+
+impl From<CodecArg> for Codec {
+    fn from(c: CodecArg) -> Codec {
+        match c {
+            CodecArg::H264 => Codec::H264,
+            CodecArg::Hevc => Codec::Hevc,
+            CodecArg::Vp8 => Codec::Vp8,
+            CodecArg::Vp9 => Codec::Vp9,
+            CodecArg::Av1 => Codec::Av1,
+            CodecArg::Fwht => Codec::Fwht,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Nv12,
+    Nv12m,
+    Yuv420,
+    P010,
+}
+
+impl From<FormatArg> for RawFormat {
+    fn from(f: FormatArg) -> RawFormat {
+        match f {
+            FormatArg::Nv12 => RawFormat::Nv12,
+            FormatArg::Nv12m => RawFormat::Nv12m,
+            FormatArg::Yuv420 => RawFormat::Yuv420,
+            FormatArg::P010 => RawFormat::P010,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum MemoryArg {
+    Mmap,
+    Dmabuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DmabufSourceArg {
+    /// /dev/dma_heap/system if present, else /dev/udmabuf.
+    Auto,
+    Heap,
+    Udmabuf,
+}
+
+/// Decode a VP8/VP9/AV1 IVF, H.264/HEVC Annex-B or raw FWHT file through a
+/// V4L2 stateful decoder.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Input bitstream (.ivf, .h264/.264, .hevc/.h265, .fwht).
+    input: PathBuf,
+    /// Decoder node; default: the first /dev/video* whose driver is --driver.
+    #[arg(short, long, value_name = "DEV")]
+    device: Option<PathBuf>,
+    /// Driver name to look for when no --device is given.
+    #[arg(long, default_value = DAEDALUS_DRIVER)]
+    driver: String,
+    /// Codec of the input; default: from the extension (IVF: from its header).
+    #[arg(short, long, value_enum)]
+    codec: Option<CodecArg>,
+    /// Write raw frames here ("-" for stdout): visible rectangle, no padding.
+    #[arg(short, long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Compare every frame byte-exactly with this raw reference.
+    #[arg(long, value_name = "REF")]
+    verify: Option<PathBuf>,
+    /// CAPTURE pixel format; default: the decoder's choice.
+    #[arg(short, long, value_enum)]
+    format: Option<FormatArg>,
+    /// Seek when access unit FRAME is reached (STREAMOFF/STREAMON of OUTPUT);
+    /// decoding resumes at the next keyframe, earlier frames are dropped and
+    /// --verify skips the reference to that keyframe.
+    #[arg(long, value_name = "FRAME")]
+    seek: Option<usize>,
+    /// Stop after N frames.
+    #[arg(long, value_name = "N")]
+    frames: Option<u64>,
+    /// Feed the stream N times back to back (--verify rewinds the reference).
+    #[arg(long = "loop", value_name = "N", default_value_t = 1)]
+    loops: u32,
+    #[arg(long, value_enum, default_value_t = MemoryArg::Mmap)]
+    capture_memory: MemoryArg,
+    /// Where dmabuf CAPTURE buffers come from.
+    #[arg(long, value_enum, default_value_t = DmabufSourceArg::Auto)]
+    dmabuf_source: DmabufSourceArg,
+    #[arg(long, default_value = "/dev/dma_heap/system", value_name = "PATH")]
+    dma_heap: PathBuf,
+    /// OUTPUT (bitstream) ring depth.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    output_buffers: u32,
+    /// CAPTURE buffers on top of the decoder's minimum.
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    extra_capture_buffers: u32,
+    /// Fail when the decoder does nothing for this many seconds.
+    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    timeout: f64,
+    /// No progress lines on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+struct Output {
+    writer: Option<Box<dyn Write>>,
+    verifier: Option<Verifier>,
+    pass: u32,
+    skip_reference_frames: Option<u64>,
+    error_frames: Vec<u64>,
+}
+
+impl FrameSink for Output {
+    fn frame(&mut self, frame: &DecodedFrame) -> Result<(), BoxError> {
+        if frame.error {
+            self.error_frames.push(frame.index);
+        }
+        if let Some(w) = &mut self.writer {
+            w.write_all(frame.packed)?;
+        }
+        if let Some(v) = &mut self.verifier {
+            if frame.pass != self.pass {
+                self.pass = frame.pass;
+                v.rewind()?;
+            }
+            if let Some(skip) = self.skip_reference_frames.take() {
+                v.skip(skip, frame.packed.len())?;
+            }
+            v.check(frame.layout, frame.packed)?;
+        }
+        Ok(())
+    }
+
+    fn seeked(&mut self, resume_unit: usize) -> Result<(), BoxError> {
+        self.skip_reference_frames = Some(resume_unit as u64);
+        Ok(())
+    }
+}
+
+fn capture_memory(args: &Args) -> Result<CaptureMemory> {
+    Ok(match (args.capture_memory, args.dmabuf_source) {
+        (MemoryArg::Mmap, _) => CaptureMemory::Mmap,
+        (MemoryArg::Dmabuf, DmabufSourceArg::Heap) => CaptureMemory::DmaHeap(args.dma_heap.clone()),
+        (MemoryArg::Dmabuf, DmabufSourceArg::Udmabuf) => CaptureMemory::Udmabuf,
+        (MemoryArg::Dmabuf, DmabufSourceArg::Auto) => {
+            if args.dma_heap.exists() {
+                CaptureMemory::DmaHeap(args.dma_heap.clone())
+            } else if Path::new("/dev/udmabuf").exists() {
+                CaptureMemory::Udmabuf
+            } else {
+                bail!(
+                    "--capture-memory dmabuf: neither {} nor /dev/udmabuf exists \
+                     (kernel without CONFIG_DMABUF_HEAPS_SYSTEM / CONFIG_UDMABUF?)",
+                    args.dma_heap.display()
+                )
+            }
+        }
+    })
+}
+
+fn run(args: Args) -> Result<bool> {
+    let stream = stream::open(&args.input, args.codec.map(Codec::from))?;
+    if args.seek == Some(0) {
+        bail!("--seek 0 is the start of the stream; give a later access unit");
+    }
+    if let Some(seek) = args.seek {
+        if seek >= stream.units.len() {
+            bail!(
+                "--seek {seek}: the stream has only {} access units",
+                stream.units.len()
+            );
+        }
+    }
+    let (device, info) = match &args.device {
+        Some(path) => device::open_decoder(path, stream.codec)?,
+        None => device::find_decoder(&args.driver, stream.codec)?,
+    };
+    if !args.quiet {
+        eprintln!(
+            "daedalus-decode: {} ({} access units, {}) on {} ({}, {})",
+            args.input.display(),
+            stream.units.len(),
+            stream.codec,
+            info.path.display(),
+            info.driver,
+            info.card
+        );
+    }
+    let writer: Option<Box<dyn Write>> = match &args.output {
+        None => None,
+        Some(p) if p.as_os_str() == "-" => Some(Box::new(BufWriter::new(std::io::stdout().lock()))),
+        Some(p) => Some(Box::new(BufWriter::with_capacity(
+            1 << 20,
+            File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        ))),
+    };
+    let verifier = args.verify.as_deref().map(Verifier::open).transpose()?;
+    let config = DecodeConfig {
+        format: args.format.map(RawFormat::from),
+        capture_memory: capture_memory(&args)?,
+        output_buffers: args.output_buffers,
+        extra_capture_buffers: args.extra_capture_buffers,
+        max_frames: args.frames,
+        loops: args.loops.max(1),
+        seek: args.seek,
+        stall_timeout: Duration::from_secs_f64(args.timeout.max(0.1)),
+        progress: !args.quiet,
+    };
+    let sink = Output {
+        writer,
+        verifier,
+        pass: 0,
+        skip_reference_frames: None,
+        error_frames: Vec::new(),
+    };
+    let decoder = Decoder::new(device, info, &stream, config, sink)?;
+    let (report, mut sink) = decoder.run()?;
+    if let Some(w) = &mut sink.writer {
+        w.flush().context("writing frames")?;
+    }
+
+    let mut ok = true;
+    let expected = stream.units.len() as u64 * u64::from(args.loops.max(1));
+    if let Some(layout) = report.layouts.first() {
+        let v = layout.visible;
+        if !args.quiet {
+            eprintln!(
+                "daedalus-decode: {} {}x{} (visible {}x{} at {},{}), {} CAPTURE buffers{}",
+                layout.format,
+                layout.width,
+                layout.height,
+                v.width,
+                v.height,
+                v.left,
+                v.top,
+                report.capture_buffers,
+                if report.layouts.len() > 1 {
+                    format!(", {} resolution changes", report.layouts.len() - 1)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    if let Some(resume) = report.seek_resumed_at {
+        eprintln!(
+            "daedalus-decode: seek resumed at access unit {resume} ({} earlier frames dropped)",
+            report.dropped_before_seek
+        );
+    }
+    if report.frames == 0 {
+        eprintln!("daedalus-decode: FAIL: no frame decoded");
+        ok = false;
+    }
+    if report.error_frames > 0 {
+        eprintln!(
+            "daedalus-decode: FAIL: {} frames flagged ERROR (first: frame {})",
+            report.error_frames,
+            sink.error_frames.first().copied().unwrap_or_default()
+        );
+        ok = false;
+    }
+    if args.frames.is_none() && args.seek.is_none() && report.frames != expected {
+        eprintln!(
+            "daedalus-decode: FAIL: {} frames from {expected} access units",
+            report.frames
+        );
+        ok = false;
+    }
+    if let Some(frames) = args.frames {
+        if report.frames < frames.min(expected) {
+            eprintln!(
+                "daedalus-decode: FAIL: {} frames, {frames} asked for",
+                report.frames
+            );
+            ok = false;
+        }
+    }
+    if let Some(v) = &mut sink.verifier {
+        if args.frames.is_none() {
+            if let Err(e) = v.finish() {
+                eprintln!("daedalus-decode: FAIL: {e}");
+                ok = false;
+            }
+        }
+    }
+    let secs = report.elapsed.as_secs_f64();
+    eprintln!(
+        "daedalus-decode: {} {} frames in {:.2} s ({:.1} fps){}",
+        if ok { "OK:" } else { "FAILED:" },
+        report.frames,
+        secs,
+        report.frames as f64 / secs.max(1e-9),
+        match (&args.verify, ok) {
+            (Some(_), true) => ", all identical to the reference",
+            _ => "",
+        }
+    );
+    Ok(ok)
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("daedalus-decode: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
