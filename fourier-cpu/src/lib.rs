@@ -18,4 +18,4 @@ mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use ffi::{Api, ABI_VERSION, FAULT_ENV};
+pub use ffi::{Api, OnePlaneFn, TwoPlaneFn, ABI_VERSION, FAULT_ENV};

@@ -1,0 +1,107 @@
+//! One FFmpeg video decoder (send/receive API, frame threading).
+
+use crate::config::Codec;
+use ffmpeg_next::codec::{self, threading};
+use ffmpeg_next::util::error::EAGAIN;
+use ffmpeg_next::{frame, Error, Packet};
+use thiserror::Error as ThisError;
+
+#[derive(Debug, ThisError)]
+pub enum DecoderError {
+    #[error("FFmpeg has no decoder \"{0}\"")]
+    Missing(&'static str),
+    #[error("cannot open FFmpeg decoder \"{name}\": {source}")]
+    Open { name: &'static str, source: Error },
+}
+
+/// Outcome of giving FFmpeg input.
+#[derive(Debug)]
+pub enum Sent {
+    /// FFmpeg took it.
+    Taken,
+    /// FFmpeg wants frames received first.
+    Again,
+    /// FFmpeg refused it (corrupt or unsupported data).
+    Rejected(Error),
+}
+
+/// Outcome of asking FFmpeg for a frame.
+pub enum Received {
+    Frame(frame::Video),
+    /// Needs more input.
+    Again,
+    /// Drained after EOF.
+    Eof,
+    /// A decode error surfaced here (frame threading reports them late).
+    Failed(Error),
+}
+
+/// Whether the linked FFmpeg has the decoder for `codec`.
+pub fn available(codec: Codec) -> bool {
+    ffmpeg_next::decoder::find_by_name(codec.ffmpeg_decoder()).is_some()
+}
+
+pub struct Decoder {
+    inner: ffmpeg_next::decoder::Video,
+}
+
+impl Decoder {
+    /// Opens a decoder with frame threading; `threads` 0 lets FFmpeg pick one
+    /// per CPU.
+    pub fn open(codec: Codec, threads: u32) -> Result<Decoder, DecoderError> {
+        let name = codec.ffmpeg_decoder();
+        let found = ffmpeg_next::decoder::find_by_name(name).ok_or(DecoderError::Missing(name))?;
+        let mut ctx = codec::Context::new_with_codec(found);
+        ctx.set_threading(threading::Config {
+            kind: threading::Type::Frame,
+            count: threads as usize,
+            ..Default::default()
+        });
+        let inner = ctx
+            .decoder()
+            .open_as(found)
+            .and_then(|o| o.video())
+            .map_err(|source| Decoder::open_error(name, source))?;
+        Ok(Decoder { inner })
+    }
+
+    fn open_error(name: &'static str, source: Error) -> DecoderError {
+        DecoderError::Open { name, source }
+    }
+
+    /// Gives FFmpeg one packet (copied: FFmpeg needs its own padded buffer).
+    /// `data` must not be empty (an empty packet means EOF to FFmpeg).
+    pub fn send(&mut self, data: &[u8], pts: i64) -> Sent {
+        let mut pkt = Packet::copy(data);
+        pkt.set_pts(Some(pts));
+        classify(self.inner.send_packet(&pkt))
+    }
+
+    /// Starts draining.
+    pub fn send_eof(&mut self) -> Sent {
+        classify(self.inner.send_eof())
+    }
+
+    pub fn receive(&mut self) -> Received {
+        let mut f = frame::Video::empty();
+        match self.inner.receive_frame(&mut f) {
+            Ok(()) => Received::Frame(f),
+            Err(Error::Other { errno }) if errno == EAGAIN => Received::Again,
+            Err(Error::Eof) => Received::Eof,
+            Err(e) => Received::Failed(e),
+        }
+    }
+
+    /// Drops everything FFmpeg holds and leaves draining mode.
+    pub fn flush(&mut self) {
+        self.inner.flush();
+    }
+}
+
+fn classify(r: Result<(), Error>) -> Sent {
+    match r {
+        Ok(()) => Sent::Taken,
+        Err(Error::Other { errno }) if errno == EAGAIN => Sent::Again,
+        Err(e) => Sent::Rejected(e),
+    }
+}

@@ -1,0 +1,438 @@
+//! The daemon's main loop.
+//!
+//! Structure: the main thread owns the channel reads, signals and systemd
+//! notifications; each session runs on its own thread fed through an mpsc
+//! queue, and writes its replies to the shared channel itself (every write
+//! is one whole message, so writers do not interleave). Why threads: FFmpeg
+//! calls block for milliseconds per frame, and one slow or stuck stream must
+//! not delay another session's buffers; a panic in a session also stays on
+//! its thread (caught there and reported as SESSION_ERROR).
+
+use crate::config::{Codec, Config};
+use crate::convert::Converter;
+use crate::decoder;
+use crate::session::{Session, SessionConfig, SessionStats};
+use crate::transport::Transport;
+use daedalus_proto::{Channel, ChannelError, DaemonBody, DaemonMsg, KernelBody, KernelMsg};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::collections::HashMap;
+use std::os::fd::AsFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// Messages read per read() call.
+const READ_BATCH: usize = 64;
+/// STATUS= update period.
+const STATUS_PERIOD: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    #[error("channel device {path} did not appear within {waited_ms} ms (is the daedalus_v4l2 module loaded?): {last}")]
+    DeviceMissing {
+        path: String,
+        waited_ms: u128,
+        last: ChannelError,
+    },
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error("none of the configured codecs {0:?} is available in the linked FFmpeg")]
+    NoCodecs(Vec<Codec>),
+    #[error("signal set-up: {0}")]
+    Signals(Errno),
+    #[error("poll: {0}")]
+    Poll(Errno),
+    #[error("channel closed by the kernel (module unloaded?)")]
+    Hangup,
+}
+
+enum Command {
+    Message(KernelBody),
+    Shutdown,
+}
+
+struct SessionHandle {
+    tx: Sender<Command>,
+    thread: JoinHandle<()>,
+    stats: Arc<SessionStats>,
+    last_frames: u64,
+}
+
+/// The codecs to announce: configured and present in the linked FFmpeg.
+pub fn announced_codecs(config: &Config) -> Vec<Codec> {
+    let mut out = Vec::new();
+    for &c in &config.decoder.codecs {
+        if out.contains(&c) {
+            continue;
+        }
+        if decoder::available(c) {
+            out.push(c);
+        } else {
+            log::warn!(
+                "codec {c:?}: FFmpeg decoder \"{}\" not available, not announced",
+                c.ffmpeg_decoder()
+            );
+        }
+    }
+    out
+}
+
+/// Opens the channel, retrying while the device is absent, up to the
+/// configured wait.
+fn open_channel(config: &Config) -> Result<Channel, ServiceError> {
+    let start = Instant::now();
+    let wait = config.device_wait();
+    let mut logged = false;
+    loop {
+        match Channel::open(&config.device) {
+            Ok(c) => return Ok(c),
+            Err(
+                e @ ChannelError::Open {
+                    source: Errno::ENOENT | Errno::ENODEV | Errno::ENXIO,
+                    ..
+                },
+            )
+            | Err(e @ ChannelError::Busy(_)) => {
+                if start.elapsed() >= wait {
+                    return Err(ServiceError::DeviceMissing {
+                        path: config.device.display().to_string(),
+                        waited_ms: wait.as_millis(),
+                        last: e,
+                    });
+                }
+                if !logged {
+                    log::info!(
+                        "waiting up to {} ms for {}: {e}",
+                        wait.as_millis(),
+                        config.device.display()
+                    );
+                    logged = true;
+                }
+                std::thread::sleep(
+                    Duration::from_millis(100).min(wait.saturating_sub(start.elapsed())),
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        log::debug!("sd_notify: {e}");
+    }
+}
+
+fn session_thread(
+    session: Session,
+    rx: Receiver<Command>,
+    transport: Arc<dyn Transport>,
+) -> std::io::Result<JoinHandle<()>> {
+    let id = session.id();
+    std::thread::Builder::new()
+        .name(format!("session-{id}"))
+        .spawn(move || {
+            let mut session = session;
+            let result = catch_unwind(AssertUnwindSafe(|| {
+                while let Ok(first) = rx.recv() {
+                    // Apply everything queued, then pump once.
+                    let mut next = Some(first);
+                    while let Some(cmd) = next {
+                        match cmd {
+                            Command::Message(KernelBody::SessionClose) => return,
+                            Command::Message(body) => session.apply(body),
+                            Command::Shutdown => {
+                                session.shutdown();
+                                return;
+                            }
+                        }
+                        next = rx.try_recv().ok();
+                    }
+                    session.pump();
+                }
+            }));
+            if result.is_err() {
+                log::error!("session {id}: panicked; reporting SESSION_ERROR");
+                let msg = DaemonMsg {
+                    session: id,
+                    body: DaemonBody::SessionError { error: -5 }, // -EIO
+                };
+                if let Err(e) = transport.send(&msg) {
+                    log::warn!("session {id}: SESSION_ERROR not sent: {e}");
+                }
+            }
+        })
+}
+
+pub struct Service {
+    channel: Arc<Channel>,
+    converter: Arc<dyn Converter>,
+    session_config: SessionConfig,
+    sessions: HashMap<u32, SessionHandle>,
+    finished: Vec<JoinHandle<()>>,
+}
+
+impl Service {
+    /// Opens the channel and says HELLO.
+    pub fn start(config: &Config, converter: Arc<dyn Converter>) -> Result<Service, ServiceError> {
+        let codecs = announced_codecs(config);
+        if codecs.is_empty() {
+            return Err(ServiceError::NoCodecs(config.decoder.codecs.clone()));
+        }
+        let channel = open_channel(config)?;
+        let fourccs: Vec<u32> = codecs.iter().map(|c| c.fourcc()).collect();
+        let hello = channel.hello(&fourccs)?;
+        log::info!(
+            "connected to {} (protocol {}.{}), codecs {:?}",
+            config.device.display(),
+            hello.version_major,
+            hello.version_minor,
+            codecs
+        );
+        Ok(Service {
+            channel: Arc::new(channel),
+            converter,
+            session_config: SessionConfig {
+                threads: config.decoder.threads.0,
+                max_pending_frames: config.decoder.max_pending_frames.0 as usize,
+            },
+            sessions: HashMap::new(),
+            finished: Vec::new(),
+        })
+    }
+
+    fn session_error(&self, session: u32, errno: i32) {
+        let msg = DaemonMsg {
+            session,
+            body: DaemonBody::SessionError { error: -errno },
+        };
+        if let Err(e) = self.channel.send(&msg) {
+            log::warn!("session {session}: SESSION_ERROR not sent: {e}");
+        }
+    }
+
+    fn dispatch(&mut self, msg: KernelMsg) {
+        let id = msg.session;
+        if let KernelBody::SessionOpen(open) = msg.body {
+            if self.sessions.contains_key(&id) {
+                log::warn!("session {id}: opened twice; ignoring the second SESSION_OPEN");
+                return;
+            }
+            let stats = Arc::new(SessionStats::default());
+            let transport: Arc<dyn Transport> = self.channel.clone();
+            let session = match Session::new(
+                id,
+                open,
+                transport.clone(),
+                self.converter.clone(),
+                self.session_config,
+                stats.clone(),
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::error!("session {id}: {e}");
+                    self.session_error(id, Errno::EINVAL as i32);
+                    return;
+                }
+            };
+            let (tx, rx) = mpsc::channel();
+            match session_thread(session, rx, transport) {
+                Ok(thread) => {
+                    self.sessions.insert(
+                        id,
+                        SessionHandle {
+                            tx,
+                            thread,
+                            stats,
+                            last_frames: 0,
+                        },
+                    );
+                }
+                Err(e) => {
+                    log::error!("session {id}: cannot start a thread: {e}");
+                    self.session_error(id, Errno::ENOMEM as i32);
+                }
+            }
+            return;
+        }
+        let close = matches!(msg.body, KernelBody::SessionClose);
+        let Some(handle) = self.sessions.get(&id) else {
+            if !close {
+                log::debug!("message for unknown session {id}: {:?}", msg.body);
+            }
+            return;
+        };
+        if handle.tx.send(Command::Message(msg.body)).is_err() {
+            log::warn!("session {id}: thread is gone; dropping it");
+            self.retire(id);
+        } else if close {
+            log::info!("session {id}: closed");
+            self.retire(id);
+        }
+    }
+
+    fn retire(&mut self, id: u32) {
+        if let Some(h) = self.sessions.remove(&id) {
+            self.finished.push(h.thread);
+        }
+    }
+
+    fn reap(&mut self) {
+        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.finished)
+            .into_iter()
+            .partition(|t| t.is_finished());
+        self.finished = running;
+        for t in done {
+            let _ = t.join();
+        }
+    }
+
+    fn status(&mut self, elapsed: Duration) -> String {
+        let secs = elapsed.as_secs_f64().max(0.001);
+        let mut total = 0.0;
+        let mut parts = Vec::new();
+        let mut ids: Vec<_> = self.sessions.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            if let Some(h) = self.sessions.get_mut(&id) {
+                let frames = h.stats.frames.load(Ordering::Relaxed);
+                let fps = (frames - h.last_frames) as f64 / secs;
+                h.last_frames = frames;
+                total += fps;
+                parts.push(format!("s{id} {fps:.1}"));
+            }
+        }
+        if parts.is_empty() {
+            "idle, 0 sessions".to_string()
+        } else {
+            format!(
+                "{} sessions, {total:.1} fps ({})",
+                parts.len(),
+                parts.join(", ")
+            )
+        }
+    }
+
+    /// Serves the channel until SIGTERM/SIGINT.
+    pub fn run(mut self) -> Result<(), ServiceError> {
+        let mut mask = SigSet::empty();
+        mask.add(Signal::SIGTERM);
+        mask.add(Signal::SIGINT);
+        // Blocked before any session thread starts, so every thread inherits
+        // the mask and the signals are only seen through the signalfd.
+        mask.thread_block().map_err(ServiceError::Signals)?;
+        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+            .map_err(ServiceError::Signals)?;
+
+        let watchdog = sd_notify::watchdog_enabled();
+        notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status("ready, 0 sessions"),
+        ]);
+        log::info!(
+            "ready{}",
+            watchdog
+                .map(|w| format!(", watchdog {} ms", w.as_millis()))
+                .unwrap_or_default()
+        );
+
+        let tick = watchdog
+            .map_or(STATUS_PERIOD, |w| (w / 2).min(STATUS_PERIOD))
+            .max(Duration::from_millis(10));
+        let mut last_status = Instant::now();
+        let mut last_ping = Instant::now();
+        let mut batch = Vec::with_capacity(READ_BATCH);
+        let mut bad_messages: u64 = 0;
+        let result = loop {
+            let timeout = PollTimeout::try_from(tick.as_millis().min(60_000) as i32)
+                .unwrap_or(PollTimeout::NONE);
+            let (chan_ev, sig_ev) = {
+                let mut fds = [
+                    PollFd::new(self.channel.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+                ];
+                match poll(&mut fds, timeout) {
+                    Ok(_) | Err(Errno::EINTR) => {}
+                    Err(e) => break Err(ServiceError::Poll(e)),
+                }
+                (
+                    fds[0].revents().unwrap_or(PollFlags::empty()),
+                    fds[1].revents().unwrap_or(PollFlags::empty()),
+                )
+            };
+            if sig_ev.contains(PollFlags::POLLIN) {
+                if let Ok(Some(info)) = signals.read_signal() {
+                    log::info!("signal {}: shutting down", info.ssi_signo);
+                }
+                break Ok(());
+            }
+            if chan_ev.intersects(PollFlags::POLLERR | PollFlags::POLLHUP | PollFlags::POLLNVAL)
+                && !chan_ev.contains(PollFlags::POLLIN)
+            {
+                break Err(ServiceError::Hangup);
+            }
+            if chan_ev.contains(PollFlags::POLLIN) {
+                loop {
+                    batch.clear();
+                    match self.channel.read_batch(READ_BATCH, &mut batch) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(ChannelError::Io(Errno::EAGAIN)) => break,
+                        Err(e) => return Err(e.into()),
+                    }
+                    for m in batch.drain(..) {
+                        match m {
+                            Ok(msg) => self.dispatch(msg),
+                            Err(e) => {
+                                bad_messages += 1;
+                                if bad_messages <= 10 {
+                                    log::warn!("invalid message from the kernel: {e}");
+                                }
+                            }
+                        }
+                    }
+                    if batch.capacity() > READ_BATCH * 4 {
+                        batch.shrink_to(READ_BATCH);
+                    }
+                }
+            }
+            self.reap();
+            if let Some(w) = watchdog {
+                if last_ping.elapsed() >= w / 2 {
+                    notify(&[sd_notify::NotifyState::Watchdog]);
+                    last_ping = Instant::now();
+                }
+            }
+            if last_status.elapsed() >= STATUS_PERIOD {
+                let status = self.status(last_status.elapsed());
+                notify(&[sd_notify::NotifyState::Status(&status)]);
+                last_status = Instant::now();
+            }
+        };
+        self.shutdown();
+        result
+    }
+
+    /// Every session returns its buffers, then its thread ends.
+    fn shutdown(&mut self) {
+        notify(&[
+            sd_notify::NotifyState::Stopping,
+            sd_notify::NotifyState::Status("stopping"),
+        ]);
+        for (_, h) in self.sessions.drain() {
+            let _ = h.tx.send(Command::Shutdown);
+            self.finished.push(h.thread);
+        }
+        for t in self.finished.drain(..) {
+            let _ = t.join();
+        }
+        log::info!("stopped");
+    }
+}

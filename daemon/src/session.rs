@@ -1,0 +1,622 @@
+//! One decode session: the state machine between the channel messages and
+//! an FFmpeg decoder.
+//!
+//! OUTPUT and CAPTURE are decoupled: bitstream buffers queue in `input`,
+//! decoded frames wait in `pending` (at most `max_pending_frames`) until a
+//! CAPTURE buffer that fits their format is free. `apply` records a message;
+//! `pump` then makes every step that is possible (deliver frames, receive
+//! from FFmpeg, feed FFmpeg) until nothing moves. The session never blocks
+//! on the channel; it is driven by its owner (a thread per session in the
+//! daemon, the test directly).
+//!
+//! Nothing here trusts the bitstream: FFmpeg errors cost the packet
+//! (BITSTREAM_DONE with ERROR) or the frame (FRAME_DONE with ERROR), never
+//! the session.
+
+use crate::buffers::BufferCache;
+use crate::config::Codec;
+use crate::convert::Converter;
+use crate::decoder::{Decoder, DecoderError, Received, Sent};
+use crate::format::{layout, Colorimetry, Depth, StreamFormat};
+use crate::transport::Transport;
+use crate::writer::write_frame;
+use daedalus_proto::uapi::{
+    DAEDALUS_BITSTREAM_F_ERROR, DAEDALUS_FRAME_F_CHANGE_END, DAEDALUS_FRAME_F_DRAIN_END,
+    DAEDALUS_FRAME_F_ERROR, DAEDALUS_FRAME_F_KEYFRAME,
+};
+use daedalus_proto::{
+    Bitstream, BitstreamDone, BufferRef, Capture, DaemonBody, DaemonMsg, FrameDone, KernelBody,
+    Queue, SessionOpen, MAX_PLANES,
+};
+use ffmpeg_next::frame;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use thiserror::Error;
+
+/// CAPTURE buffers the client should allocate. FFmpeg keeps its reference
+/// frames in its own pool (frames are copied out), so this only has to allow
+/// pipelining between the client, the kernel and the daemon.
+pub const MIN_CAPTURE_BUFFERS: u32 = 4;
+
+/// Frames of a format the daemon cannot output (e.g. 4:4:4) in a row, with
+/// no good frame before, after which the session gives up.
+const UNSUPPORTED_LIMIT: u32 = 8;
+/// Decode errors reported in one `receive` round before yielding.
+const FAILURES_PER_ROUND: u32 = 16;
+
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error("coded format {0} is not one this daemon announced")]
+    UnknownCodec(String),
+    #[error(transparent)]
+    Decoder(#[from] DecoderError),
+}
+
+/// Per-session settings from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionConfig {
+    pub threads: u32,
+    pub max_pending_frames: usize,
+}
+
+/// Counters the main loop reads for STATUS=.
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    pub frames: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+enum Input {
+    Bitstream(Bitstream),
+    /// DRAIN arrived after the bitstream queued before it.
+    Drain,
+}
+
+struct Pending {
+    frame: frame::Video,
+    format: StreamFormat,
+    timestamp_ns: u64,
+    flags: u32,
+    drain_end: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Drain {
+    Idle,
+    /// EOF sent to FFmpeg; `mark`: put DRAIN_END on the last frame (false
+    /// once CAPTURE_RESET cancelled the drain).
+    Active {
+        mark: bool,
+    },
+}
+
+pub struct Session {
+    id: u32,
+    transport: Arc<dyn Transport>,
+    converter: Arc<dyn Converter>,
+    config: SessionConfig,
+    stats: Arc<SessionStats>,
+    decoder: Decoder,
+    input: VecDeque<Input>,
+    pending: VecDeque<Pending>,
+    free: VecDeque<Capture>,
+    output_epoch: u32,
+    announced: Option<StreamFormat>,
+    /// A frame went out since the last CAPTURE_RESET (a format change then
+    /// needs CHANGE_END).
+    delivered_in_epoch: bool,
+    change_end_pending: bool,
+    awaiting_reset: bool,
+    drain: Drain,
+    empty_drain_end: bool,
+    skip_to_keyframe: bool,
+    cache: BufferCache,
+    unsupported_run: u32,
+    supported_seen: bool,
+    failed: bool,
+}
+
+impl Session {
+    /// Opens the decoder for a SESSION_OPEN.
+    pub fn new(
+        id: u32,
+        open: SessionOpen,
+        transport: Arc<dyn Transport>,
+        converter: Arc<dyn Converter>,
+        config: SessionConfig,
+        stats: Arc<SessionStats>,
+    ) -> Result<Session, SessionError> {
+        let codec = Codec::from_fourcc(open.coded_format).ok_or_else(|| {
+            SessionError::UnknownCodec(daedalus_proto::fourcc::to_string(open.coded_format))
+        })?;
+        let decoder = Decoder::open(codec, config.threads)?;
+        log::info!(
+            "session {id}: {} ({}), hint {}x{}",
+            daedalus_proto::fourcc::to_string(open.coded_format),
+            codec.ffmpeg_decoder(),
+            open.width,
+            open.height
+        );
+        Ok(Session {
+            id,
+            transport,
+            converter,
+            config,
+            stats,
+            decoder,
+            input: VecDeque::new(),
+            pending: VecDeque::new(),
+            free: VecDeque::new(),
+            output_epoch: 0,
+            announced: None,
+            delivered_in_epoch: false,
+            change_end_pending: false,
+            awaiting_reset: false,
+            drain: Drain::Idle,
+            empty_drain_end: false,
+            skip_to_keyframe: false,
+            cache: BufferCache::default(),
+            unsupported_run: 0,
+            supported_seen: false,
+            failed: false,
+        })
+    }
+
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    fn reply(&self, body: DaemonBody) {
+        if let Err(e) = self.transport.send(&DaemonMsg {
+            session: self.id,
+            body,
+        }) {
+            // The kernel rejects replies that lost a race (handled silently by
+            // it) or that it considers invalid; neither is fatal for us.
+            log::warn!("session {}: reply {body:?} not accepted: {e}", self.id);
+        }
+    }
+
+    fn frame_done(
+        &self,
+        cap: &Capture,
+        timestamp_ns: u64,
+        flags: u32,
+        num_planes: u32,
+        bytesused: [u32; MAX_PLANES],
+    ) {
+        self.reply(DaemonBody::FrameDone(FrameDone {
+            timestamp_ns,
+            index: cap.index,
+            epoch: cap.epoch,
+            flags,
+            num_planes,
+            bytesused,
+        }));
+    }
+
+    fn bitstream_done(&self, b: &Bitstream, flags: u32) {
+        self.reply(DaemonBody::BitstreamDone(BitstreamDone {
+            index: b.index,
+            epoch: b.epoch,
+            flags,
+        }));
+    }
+
+    /// Records one kernel message (call `pump` afterwards). SESSION_OPEN and
+    /// SESSION_CLOSE are the owner's business and ignored here.
+    pub fn apply(&mut self, body: KernelBody) {
+        match body {
+            KernelBody::SessionOpen(_) | KernelBody::SessionClose => {}
+            KernelBody::Bitstream(b) => {
+                self.output_epoch = b.epoch;
+                self.input.push_back(Input::Bitstream(b));
+            }
+            KernelBody::Capture(c) => self.free.push_back(c),
+            KernelBody::CaptureReset { epoch } => {
+                log::debug!("session {}: CAPTURE_RESET epoch {epoch}", self.id);
+                self.free.clear();
+                self.cache.forget_queue(Queue::Capture);
+                self.awaiting_reset = false;
+                self.change_end_pending = false;
+                self.delivered_in_epoch = false;
+                // The kernel left the draining state: no DRAIN_END any more.
+                if let Drain::Active { .. } = self.drain {
+                    self.drain = Drain::Active { mark: false };
+                }
+                self.empty_drain_end = false;
+                self.pending.iter_mut().for_each(|p| p.drain_end = false);
+                self.input.retain(|i| !matches!(i, Input::Drain));
+            }
+            KernelBody::Drain => self.input.push_back(Input::Drain),
+            KernelBody::Flush { epoch } => {
+                log::debug!("session {}: FLUSH epoch {epoch}", self.id);
+                let drain_open = matches!(self.drain, Drain::Active { mark: true })
+                    || self.input.iter().any(|i| matches!(i, Input::Drain))
+                    || self.pending.iter().any(|p| p.drain_end);
+                self.output_epoch = epoch;
+                self.input.clear();
+                self.pending.clear();
+                self.decoder.flush();
+                self.drain = Drain::Idle;
+                self.skip_to_keyframe = true;
+                self.cache.forget_queue(Queue::Output);
+                if drain_open {
+                    self.empty_drain_end = true;
+                }
+            }
+        }
+    }
+
+    /// Makes every step currently possible.
+    pub fn pump(&mut self) {
+        // Each round that reports progress consumed input, a frame or a
+        // buffer; the bound only guards against a decoder that never settles.
+        for _ in 0..100_000 {
+            let mut progress = self.deliver();
+            progress |= self.receive();
+            progress |= self.feed();
+            if !progress {
+                return;
+            }
+        }
+        log::warn!("session {}: pump did not settle", self.id);
+    }
+
+    /// Gives every buffer back (SIGTERM): unconsumed bitstream and unused
+    /// CAPTURE buffers return with the ERROR flag.
+    pub fn shutdown(&mut self) {
+        for input in std::mem::take(&mut self.input) {
+            if let Input::Bitstream(b) = input {
+                self.bitstream_done(&b, DAEDALUS_BITSTREAM_F_ERROR);
+            }
+        }
+        for cap in std::mem::take(&mut self.free) {
+            self.frame_done(
+                &cap,
+                0,
+                DAEDALUS_FRAME_F_ERROR,
+                cap.num_planes,
+                [0; MAX_PLANES],
+            );
+        }
+        self.pending.clear();
+    }
+
+    /// Frames currently held for CAPTURE buffers (for tests and logs).
+    pub fn pending_frames(&self) -> usize {
+        self.pending.len()
+    }
+
+    fn take_free(&mut self) -> Option<Capture> {
+        self.free.pop_front()
+    }
+
+    fn deliver(&mut self) -> bool {
+        let mut progress = false;
+        loop {
+            if self.awaiting_reset {
+                return progress;
+            }
+            if self.change_end_pending {
+                let Some(cap) = self.take_free() else {
+                    return progress;
+                };
+                log::debug!("session {}: CHANGE_END on CAPTURE {}", self.id, cap.index);
+                self.frame_done(
+                    &cap,
+                    0,
+                    DAEDALUS_FRAME_F_CHANGE_END,
+                    cap.num_planes,
+                    [0; MAX_PLANES],
+                );
+                self.change_end_pending = false;
+                self.awaiting_reset = true;
+                progress = true;
+                continue;
+            }
+            if let Some(front) = self.pending.front() {
+                let format = front.format;
+                if !self.announced.is_some_and(|a| a.same_geometry(&format)) {
+                    let previous = self.announced.replace(format);
+                    log::info!(
+                        "session {}: format {}x{} {}-bit{}",
+                        self.id,
+                        format.width,
+                        format.height,
+                        if format.depth == Depth::Ten { 10 } else { 8 },
+                        if previous.is_some() { " (changed)" } else { "" }
+                    );
+                    self.reply(DaemonBody::Format(
+                        format.to_msg(self.output_epoch, MIN_CAPTURE_BUFFERS),
+                    ));
+                    progress = true;
+                    if previous.is_some() && self.delivered_in_epoch {
+                        self.change_end_pending = true;
+                        continue;
+                    }
+                }
+                let found = self
+                    .free
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, cap)| layout(cap, &format).ok().map(|l| (i, l)));
+                let Some((i, frame_layout)) = found else {
+                    if let Some(cap) = self.free.front() {
+                        log::trace!(
+                            "session {}: CAPTURE {} does not fit: {:?}",
+                            self.id,
+                            cap.index,
+                            layout(cap, &format).err()
+                        );
+                    }
+                    return progress;
+                };
+                let (Some(cap), Some(p)) = (self.free.remove(i), self.pending.pop_front()) else {
+                    return progress;
+                };
+                let written = write_frame(
+                    &p.frame,
+                    self.id,
+                    &cap,
+                    &frame_layout,
+                    &mut self.cache,
+                    self.transport.as_ref(),
+                    self.converter.as_ref(),
+                );
+                let drain_flag = if p.drain_end {
+                    DAEDALUS_FRAME_F_DRAIN_END
+                } else {
+                    0
+                };
+                match written {
+                    Ok(()) => {
+                        self.frame_done(
+                            &cap,
+                            p.timestamp_ns,
+                            p.flags | drain_flag,
+                            frame_layout.num_planes,
+                            frame_layout.bytesused,
+                        );
+                        self.stats.frames.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        log::warn!(
+                            "session {}: cannot write CAPTURE {}: {e}",
+                            self.id,
+                            cap.index
+                        );
+                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        self.frame_done(
+                            &cap,
+                            p.timestamp_ns,
+                            DAEDALUS_FRAME_F_ERROR | drain_flag,
+                            cap.num_planes,
+                            [0; MAX_PLANES],
+                        );
+                    }
+                }
+                self.delivered_in_epoch = true;
+                progress = true;
+                continue;
+            }
+            if self.empty_drain_end {
+                let Some(cap) = self.take_free() else {
+                    return progress;
+                };
+                log::debug!(
+                    "session {}: empty DRAIN_END on CAPTURE {}",
+                    self.id,
+                    cap.index
+                );
+                self.frame_done(
+                    &cap,
+                    0,
+                    DAEDALUS_FRAME_F_DRAIN_END,
+                    cap.num_planes,
+                    [0; MAX_PLANES],
+                );
+                self.empty_drain_end = false;
+                progress = true;
+                continue;
+            }
+            return progress;
+        }
+    }
+
+    fn receive(&mut self) -> bool {
+        let mut progress = false;
+        let mut failures = 0;
+        while self.pending.len() < self.config.max_pending_frames {
+            match self.decoder.receive() {
+                Received::Frame(f) => {
+                    progress = true;
+                    self.accept(f);
+                }
+                Received::Again => break,
+                Received::Eof => {
+                    self.finish_drain();
+                    progress = true;
+                    break;
+                }
+                Received::Failed(e) => {
+                    log::debug!("session {}: decode error: {e}", self.id);
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    progress = true;
+                    failures += 1;
+                    if failures >= FAILURES_PER_ROUND {
+                        break;
+                    }
+                }
+            }
+        }
+        progress
+    }
+
+    fn finish_drain(&mut self) {
+        if let Drain::Active { mark: true } = self.drain {
+            match self.pending.back_mut() {
+                Some(last) => last.drain_end = true,
+                None => self.empty_drain_end = true,
+            }
+        }
+        self.drain = Drain::Idle;
+        // Leaves FFmpeg's draining state so new bitstream can follow.
+        self.decoder.flush();
+        log::debug!("session {}: drain complete", self.id);
+    }
+
+    fn accept(&mut self, f: frame::Video) {
+        let Some(depth) = Depth::of(f.format()) else {
+            self.unsupported_run += 1;
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            if self.unsupported_run == 1 {
+                log::warn!(
+                    "session {}: dropping frames of unsupported pixel format {:?}",
+                    self.id,
+                    f.format()
+                );
+            }
+            if !self.supported_seen && self.unsupported_run >= UNSUPPORTED_LIMIT && !self.failed {
+                self.failed = true;
+                log::error!(
+                    "session {}: stream has no frames this daemon can output",
+                    self.id
+                );
+                self.reply(DaemonBody::SessionError { error: -95 }); // -EOPNOTSUPP
+            }
+            return;
+        };
+        self.unsupported_run = 0;
+        if f.width() == 0 || f.height() == 0 {
+            return;
+        }
+        if self.skip_to_keyframe {
+            if !f.is_key() {
+                return; // silently: the seek asked for a restart at a keyframe
+            }
+            self.skip_to_keyframe = false;
+        }
+        self.supported_seen = true;
+        let format = StreamFormat {
+            width: f.width(),
+            height: f.height(),
+            depth,
+            colorimetry: Colorimetry::from_ffmpeg(
+                f.color_primaries(),
+                f.color_transfer_characteristic(),
+                f.color_space(),
+                f.color_range(),
+            ),
+        };
+        let mut flags = 0;
+        if f.is_key() {
+            flags |= DAEDALUS_FRAME_F_KEYFRAME;
+        }
+        if f.is_corrupt() || f.has_decode_errors() {
+            flags |= DAEDALUS_FRAME_F_ERROR;
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let timestamp_ns = f.timestamp().or(f.pts()).map_or(0, |t| t as u64);
+        self.pending.push_back(Pending {
+            frame: f,
+            format,
+            timestamp_ns,
+            flags,
+            drain_end: false,
+        });
+    }
+
+    fn feed(&mut self) -> bool {
+        if self.pending.len() >= self.config.max_pending_frames || self.drain != Drain::Idle {
+            return false;
+        }
+        let Some(front) = self.input.front() else {
+            return false;
+        };
+        match front {
+            Input::Drain => match self.decoder.send_eof() {
+                Sent::Again => false,
+                Sent::Taken => {
+                    self.input.pop_front();
+                    self.drain = Drain::Active { mark: true };
+                    true
+                }
+                Sent::Rejected(e) => {
+                    log::debug!(
+                        "session {}: EOF refused ({e}); ending the drain now",
+                        self.id
+                    );
+                    self.input.pop_front();
+                    self.drain = Drain::Active { mark: true };
+                    self.finish_drain();
+                    true
+                }
+            },
+            Input::Bitstream(b) => {
+                let b = *b;
+                if b.bytesused == 0 {
+                    // An empty packet would mean EOF to FFmpeg.
+                    self.input.pop_front();
+                    self.bitstream_done(&b, 0);
+                    return true;
+                }
+                let sent = self.send_bitstream(&b);
+                match sent {
+                    Some(Sent::Again) => false,
+                    Some(Sent::Taken) => {
+                        self.input.pop_front();
+                        self.bitstream_done(&b, 0);
+                        true
+                    }
+                    Some(Sent::Rejected(e)) => {
+                        log::debug!("session {}: bitstream {} rejected: {e}", self.id, b.index);
+                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        self.input.pop_front();
+                        self.bitstream_done(&b, DAEDALUS_BITSTREAM_F_ERROR);
+                        true
+                    }
+                    None => {
+                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        self.input.pop_front();
+                        self.bitstream_done(&b, DAEDALUS_BITSTREAM_F_ERROR);
+                        true
+                    }
+                }
+            }
+        }
+    }
+
+    /// Maps the OUTPUT buffer and gives its bytes to FFmpeg; None if the
+    /// buffer cannot be read.
+    fn send_bitstream(&mut self, b: &Bitstream) -> Option<Sent> {
+        let buf = BufferRef {
+            session: self.id,
+            queue: Queue::Output,
+            index: b.index,
+            plane: 0,
+            generation: b.generation,
+        };
+        let mapping = match self.cache.get(self.transport.as_ref(), buf) {
+            Ok(m) => m,
+            Err(e) => {
+                log::warn!("session {}: {e}", self.id);
+                return None;
+            }
+        };
+        let n = b.bytesused as usize;
+        if n > mapping.len() || b.bytesused > b.length {
+            log::warn!(
+                "session {}: bitstream {} bytesused {} beyond buffer of {}",
+                self.id,
+                b.index,
+                n,
+                mapping.len()
+            );
+            return None;
+        }
+        let decoder = &mut self.decoder;
+        Some(mapping.with_cpu_access(|m| decoder.send(&m.bytes()[..n], b.timestamp_ns as i64)))
+    }
+}
