@@ -1,0 +1,1 @@
+"""The daedalus-v4l2 test harness: guest artefacts, QEMU runner, targets."""
