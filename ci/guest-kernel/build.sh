@@ -13,6 +13,14 @@ frags=("$here/guest.config")
 key=$( (echo "$src_ver"; cat "${frags[@]}" "$0") | sha256sum | cut -c1-16)
 cache="${DAEDALUS_CACHE:-$HOME/.cache/daedalus-v4l2}/guest-kernel/$variant-$key"
 if [ -e "$cache/done" ]; then echo "$cache"; exit 0; fi
+# one build per variant at a time: a second caller waits, then finds it cached
+mkdir -p "$(dirname "$cache")"
+exec 9>"$(dirname "$cache")/$variant.lock"
+if ! flock -n 9; then
+	echo "guest-kernel[$variant]: another build is running, waiting for it" >&2
+	flock 9
+fi
+if [ -e "$cache/done" ]; then echo "$cache"; exit 0; fi
 
 log() { echo "guest-kernel[$variant]: $*" >&2; }
 rm -rf "$cache.tmp"; mkdir -p "$cache.tmp"
