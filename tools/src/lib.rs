@@ -11,6 +11,10 @@
 pub mod decoder;
 pub mod device;
 pub mod frame;
+pub mod plot;
+pub mod procstat;
+pub mod stats;
 pub mod stream;
+pub mod swdecode;
 pub mod sys;
 pub mod verify;

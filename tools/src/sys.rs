@@ -104,3 +104,10 @@ fn dma_buf_sync(buf: &File, flags: u64) -> Result<(), Errno> {
     unsafe { dma_buf_ioctl_sync(buf.as_raw_fd(), &sync) }?;
     Ok(())
 }
+
+/// Clock ticks per second of /proc/<pid>/stat's utime/stime.
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf only reads a configuration value; no pointers involved.
+    let ticks = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
+    u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
+}

@@ -79,7 +79,7 @@ enum DmabufSourceArg {
 /// Decode a VP8/VP9/AV1 IVF, H.264/HEVC Annex-B or raw FWHT file through a
 /// V4L2 stateful decoder.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version)]
 struct Args {
     /// Input bitstream (.ivf, .h264/.264, .hevc/.h265, .fwht).
     input: PathBuf,
