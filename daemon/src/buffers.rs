@@ -68,10 +68,6 @@ impl BufferCache {
     pub fn forget_queue(&mut self, queue: Queue) {
         self.entries.retain(|(q, _, _), _| *q != queue);
     }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
 }
 
 fn map(transport: &dyn Transport, buf: BufferRef) -> Result<Mapping, BufferError> {

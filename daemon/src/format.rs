@@ -133,7 +133,7 @@ impl StreamFormat {
 
     /// The FORMAT message body. FFmpeg already crops, so the visible
     /// rectangle is the whole frame.
-    pub fn to_msg(&self, output_epoch: u32, min_capture_buffers: u32) -> Format {
+    pub fn message(self, output_epoch: u32, min_capture_buffers: u32) -> Format {
         Format {
             epoch: output_epoch,
             pixelformat: match self.depth {

@@ -165,6 +165,7 @@ impl Plugin {
         unsafe { &*self.api }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn call_two(
         &self,
         f: Option<TwoPlaneFn>,
@@ -417,4 +418,114 @@ pub fn load_checked(path: &Path, self_test: bool) -> Result<Plugin, PluginError>
         );
     }
     Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use daedalus_fourier_cpu::FAULT_ENV;
+
+    /// The reference plugin cargo built next to this test binary (the daemon
+    /// depends on daedalus-fourier-cpu, whose cdylib lands in deps/).
+    fn reference_plugin() -> Option<PathBuf> {
+        let exe = std::env::current_exe().ok()?;
+        let deps = exe.parent()?;
+        [
+            deps.join("libdaedalus_fourier_cpu.so"),
+            deps.parent()?.join("libdaedalus_fourier_cpu.so"),
+        ]
+        .into_iter()
+        .find(|p| p.exists())
+    }
+
+    // One test on purpose: the fault injection is an environment variable the
+    // plugin reads on every get_api call, so the cases must not run in parallel.
+    #[test]
+    fn good_wrong_abi_mismatch_and_missing_plugins() {
+        let Some(path) = reference_plugin() else {
+            panic!(
+                "libdaedalus_fourier_cpu.so not found next to {:?}",
+                std::env::current_exe()
+            );
+        };
+        std::env::remove_var(FAULT_ENV);
+        let p = load_checked(&path, true).expect("reference plugin loads and passes the self-test");
+        assert_eq!(p.name(), "plugin daedalus-fourier-cpu");
+        let mut d = [0u8; 4];
+        p.nv12_interleave(
+            Src {
+                data: &[1, 2],
+                stride: 2,
+            },
+            Src {
+                data: &[3, 4],
+                stride: 2,
+            },
+            Dst {
+                data: &mut d,
+                stride: 4,
+            },
+            2,
+            1,
+        )
+        .unwrap();
+        assert_eq!(d, [1, 3, 2, 4]);
+        // Too-short planes are refused before the plugin sees them.
+        assert!(p
+            .nv12_interleave(
+                Src {
+                    data: &[1],
+                    stride: 2
+                },
+                Src {
+                    data: &[3, 4],
+                    stride: 2
+                },
+                Dst {
+                    data: &mut d,
+                    stride: 4
+                },
+                2,
+                1
+            )
+            .is_err());
+
+        std::env::set_var(FAULT_ENV, "abi");
+        let e = load_checked(&path, true)
+            .err()
+            .expect("wrong ABI is refused");
+        assert!(matches!(e, PluginError::Abi { found: 1001, .. }), "{e}");
+
+        std::env::set_var(FAULT_ENV, "mismatch");
+        let e = load_checked(&path, true)
+            .err()
+            .expect("self-test catches the mismatch");
+        assert!(
+            matches!(
+                e,
+                PluginError::SelfTest {
+                    name: "nv12_interleave",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(
+            load_checked(&path, false).is_ok(),
+            "without self-test the faulty plugin is (knowingly) trusted"
+        );
+        // select() falls back to the CPU path.
+        assert!(select(&path, true).name().starts_with("cpu-"));
+        std::env::remove_var(FAULT_ENV);
+
+        let e = load_checked(Path::new("/nonexistent/libnothing.so"), true)
+            .err()
+            .expect("missing library");
+        assert!(matches!(e, PluginError::Load { .. }), "{e}");
+        assert!(e.to_string().contains("/nonexistent/libnothing.so"));
+        assert!(select(Path::new("/nonexistent/libnothing.so"), true)
+            .name()
+            .starts_with("cpu-"));
+        assert!(select(&path, true).name().starts_with("plugin "));
+    }
 }

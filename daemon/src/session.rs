@@ -285,6 +285,7 @@ impl Session {
     }
 
     /// Frames currently held for CAPTURE buffers (for tests and logs).
+    #[cfg(test)]
     pub fn pending_frames(&self) -> usize {
         self.pending.len()
     }
@@ -329,7 +330,7 @@ impl Session {
                         if previous.is_some() { " (changed)" } else { "" }
                     );
                     self.reply(DaemonBody::Format(
-                        format.to_msg(self.output_epoch, MIN_CAPTURE_BUFFERS),
+                        format.message(self.output_epoch, MIN_CAPTURE_BUFFERS),
                     ));
                     progress = true;
                     if previous.is_some() && self.delivered_in_epoch {
