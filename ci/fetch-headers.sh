@@ -6,6 +6,8 @@
 # arm64:  make -C kernel KDIR=<printed dir> ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu-
 #
 # Usage: ci/fetch-headers.sh [flavour...]      (default: arm64 arm64-16k)
+# Flavour "amd64" fetches Debian's stock x86 headers: a kernel without
+# CONFIG_V4L2_MEM2MEM_DEV, which kernel/dkms.conf must refuse.
 # DAEDALUS_HEADERS_ABI=6.12.117+deb12 pins the ABI; default: what the
 # linux-headers-6.12-arm64 meta-package currently points at.
 set -euo pipefail
@@ -28,8 +30,9 @@ mkdir -p "$cache/debs" "$cache/root"
 host_arch="$(dpkg --print-architecture)"
 
 pkgs=("linux-headers-${abi}-common" "linux-kbuild-${abi}:${host_arch}")
+flavour_arch() { case "$1" in amd64 | cloud-amd64 | rt-amd64) echo amd64 ;; *) echo arm64 ;; esac; }
 for f in "${flavours[@]}"; do
-	pkgs+=("linux-headers-${abi}-${f}:arm64")
+	pkgs+=("linux-headers-${abi}-${f}:$(flavour_arch "$f")")
 done
 
 for p in "${pkgs[@]}"; do
