@@ -97,6 +97,8 @@ daedalus-v4l2 ($full_version) $release; urgency=medium
 CHANGELOG
 
 # --- build inside the release's root ------------------------------------------
+# -d: nothing is compiled here, so the implied build-essential is not in the
+# root; the tools debian/rules does use (debhelper, dh-dkms) are.
 root="$("$repo/packaging/debroot.sh" "$release" build)"
 log "dpkg-buildpackage $full_version for $release/$arch in $root"
 unshare --mount --propagation private -- /bin/bash -s -- "$root" "$work" "$epoch" <<'INNER' >&2
@@ -109,7 +111,7 @@ mount --bind "$work" "$root/build"
 tree=$(cd "$work" && ls -d daedalus-v4l2-*/)
 chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp LC_ALL=C.UTF-8 \
 	SOURCE_DATE_EPOCH="$epoch" DEB_BUILD_OPTIONS=noautodbgsym \
-	/bin/sh -c 'cd "/build/$1" && dpkg-buildpackage -b -us -uc' sh "$tree"
+	/bin/sh -c 'cd "/build/$1" && dpkg-buildpackage -b -us -uc -d' sh "$tree"
 INNER
 debs=("$work"/*.deb)
 [ -e "${debs[0]}" ] || die "dpkg-buildpackage made no .deb"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes a Debian root with mmdebstrap, cached under
-# ~/.cache/daedalus-v4l2/debroot/ (key = hash of this script), and prints its
+# ~/.cache/daedalus-v4l2/debroot/ (keyed by release, kind, mirror and package
+# list), and prints its
 # path: a directory for kind "build" (chrooted into as is), a tarball for kind
 # "clean" (unpacked afresh for every test run). Downloaded .debs are kept in
 # ~/.cache/daedalus-v4l2/apt-archives/<release>/ and reused by later builds.
@@ -32,7 +33,8 @@ clean) include="" ;;
 esac
 
 if [ "$(id -u)" -ne 0 ]; then exec sudo -E "$0" "$@"; fi
-key=$( (echo "$mirror"; cat "$0") | sha256sum | cut -c1-12)
+# keyed by what goes into the root, not by this script's wording
+key=$(echo "v1 $release $kind $mirror $include" | sha256sum | cut -c1-12)
 case "$kind" in
 build) out="$cache/debroot/$release-$kind-$key" format=directory ;;
 clean) out="$cache/debroot/$release-$kind-$key.tar" format=tar ;;
@@ -62,5 +64,5 @@ mmdebstrap --variant=apt --format="$format" ${include:+--include="$include"} \
 	--customize-hook='rm -f "$1"/var/cache/apt/archives/*.deb' \
 	"$release" "$out.tmp" "$mirror" >&2
 mv "$out.tmp" "$out"
-echo "debroot: $release-$kind built in $(( $(date +%s) - start )) s ($(du -h "$out" | cut -f1))" >&2
+echo "debroot: $release-$kind built in $(( $(date +%s) - start )) s ($(du -sh "$out" | cut -f1))" >&2
 echo "$out"
