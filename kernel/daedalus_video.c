@@ -666,6 +666,11 @@ static int daedalus_queue_init(void *priv, struct vb2_queue *src_vq,
 		q->timestamp_flags = V4L2_BUF_FLAG_TIMESTAMP_COPY;
 		q->lock = &ctx->lock;
 		q->dev = &ctx->dev->pdev->dev;
+		/*
+		 * An empty OUTPUT buffer (legacy clients' end of stream) must
+		 * reach the daemon as empty, not as "all of the buffer".
+		 */
+		q->allow_zero_bytesused = i == 0;
 		ret = vb2_queue_init(q);
 		if (ret)
 			return ret;
