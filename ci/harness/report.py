@@ -1,0 +1,8 @@
+"""Figures the tests measure (frame rates, boot time), printed at the end of
+the run and kept in out/figures.txt."""
+
+FIGURES: list[tuple[str, str]] = []
+
+
+def figure(name: str, value: str) -> None:
+    FIGURES.append((name, value))

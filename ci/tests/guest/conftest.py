@@ -1,0 +1,58 @@
+"""Guest suite fixtures: the labgrid target (booted once per session), a
+kernel-splat check around every test, the stack (module + daemon), streams."""
+
+import pytest
+
+from ci.harness import report
+from ci.harness.stack import Stack
+from ci.harness.streams import streams
+from ci.harness.target import Target
+
+
+def pytest_collection_modifyitems(items):
+    for it in items:
+        if "/guest/" in str(it.fspath):
+            it.add_marker(pytest.mark.guest)
+
+
+@pytest.fixture(scope="session")
+def target(request):
+    variant = request.config.getoption("--kernel-variant")
+    t = Target(variant)
+    seconds = t.start()
+    report.figure(f"guest boot to shell ({t.env_path.stem}, {variant})", f"{seconds:.1f} s")
+    yield t
+    leaks = t.kmemleak_report()
+    t.stop()
+    if leaks.strip():
+        pytest.fail(f"kmemleak reports unreferenced objects:\n{leaks[:4000]}")
+
+
+@pytest.fixture(autouse=True)
+def kernel_log_clean(request, target):
+    """Fails the test if the kernel printed a splat while it ran."""
+    target.mark_dmesg()
+    yield
+    splats = target.new_splats()
+    if splats:
+        pytest.fail("kernel splat during the test:\n" + "\n".join(splats[:30]))
+
+
+@pytest.fixture(scope="session")
+def manifest():
+    """All test streams (generated on the host on first use), by name."""
+    return {s["name"]: s for s in streams()}
+
+
+@pytest.fixture(scope="session")
+def stack(target):
+    return Stack(target)
+
+
+@pytest.fixture
+def running(stack):
+    """Module loaded and daemon up; returns the decoder's device nodes."""
+    devs = stack.up()
+    yield devs
+    if stack.daemon_pid() is None:
+        pytest.fail("daedalus-v4l2d died during the test:\n" + stack.log_tail())

@@ -1,0 +1,21 @@
+"""v4l2-compliance on our decoder node and media node, daemon running."""
+
+import re
+
+from ci.harness import report
+
+
+def _run(target, args: str, label: str) -> None:
+    res = target.run(f"v4l2-compliance {args} 2>&1", timeout=600)
+    m = re.search(r"Total for .*: (\d+), Succeeded: (\d+), Failed: (\d+), Warnings: (\d+)", res.stdout)
+    assert m, res.stdout[-4000:]
+    report.figure(f"v4l2-compliance {label}", m.group(0).split(": ", 1)[1])
+    assert int(m.group(3)) == 0 and res.rc == 0, res.stdout[-4000:]
+
+
+def test_compliance_video(target, running):
+    _run(target, f"-d {running.video}", "video node")
+
+
+def test_compliance_media(target, running):
+    _run(target, f"-m {running.media}", "media node")

@@ -1,0 +1,55 @@
+"""The harness itself: splat detection, the initramfs, the streams, and the
+QEMU runner's exit statuses (command status, splat, panic, hang)."""
+
+import json
+import subprocess
+
+import pytest
+
+from ci.harness import paths, qemu
+from ci.harness.initramfs import initramfs
+from ci.harness.splat import find_splats
+from ci.harness.streams import SPECS, streams
+
+
+def test_splat_patterns():
+    clean = "[    1.0] vicodec: registered\n[    2.0] daedalus_v4l2: channel open\n"
+    assert find_splats(clean) == []
+    for line in [
+        "[    3.1] WARNING: CPU: 1 PID: 42 at drivers/media/foo.c:10 bar+0x1/0x2",
+        "[    3.1] BUG: KASAN: slab-use-after-free in baz+0x10/0x20",
+        "[    3.1] WARNING: possible circular locking dependency detected",
+        "unreferenced object 0xffff888003f0c000 (size 64):",
+        "[    3.1] Oops: general protection fault, probably for non-canonical address",
+        "[    3.1] Kernel panic - not syncing: Fatal exception",
+    ]:
+        assert find_splats(clean + line + "\n") == [line], line
+
+
+def test_initramfs_is_a_cpio_with_init():
+    listing = subprocess.run(["cpio", "-it", "--quiet"], stdin=initramfs().open("rb"),
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert {"init", "bin/busybox", "dev/console"} <= set(listing)
+
+
+def test_streams_have_the_frames_they_claim():
+    entries = streams()
+    assert [e["name"] for e in entries] == [s.name for s in SPECS]
+    for e in entries:
+        out = subprocess.run(
+            ["ffprobe", "-v", "error", "-count_frames", "-select_streams", "v:0", "-show_entries",
+             "stream=nb_read_frames", "-of", "json", e["path"]], capture_output=True, text=True, check=True)
+        frames = int(json.loads(out.stdout)["streams"][0]["nb_read_frames"])
+        assert frames == e["total_frames"], (e["name"], frames)
+
+
+@pytest.mark.parametrize("command,expected", [
+    ("exit 7", 7),
+    ("echo l > /proc/sysrq-trigger; sleep 1", qemu.RC_SPLAT),  # a backtrace counts as a splat
+    ("echo c > /proc/sysrq-trigger", qemu.RC_BOOT),  # panic
+    ("sleep 600", qemu.RC_TIMEOUT),
+], ids=["status", "splat", "panic", "hang"])
+def test_run_guest_exit_status(command, expected):
+    res = subprocess.run([str(paths.REPO / "ci/qemu/run-guest.sh"), "--timeout", "45", "--", command],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == expected, res.stderr[-2000:]
