@@ -15,6 +15,7 @@ pub mod plot;
 pub mod procstat;
 pub mod stats;
 pub mod stream;
+#[cfg(feature = "ffmpeg")]
 pub mod swdecode;
 pub mod sys;
 pub mod verify;

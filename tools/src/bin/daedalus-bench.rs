@@ -17,10 +17,10 @@ use daedalus_tools::decoder::{
 };
 use daedalus_tools::device::{self, DAEDALUS_DRIVER};
 use daedalus_tools::frame::RawFormat;
+use daedalus_tools::plot;
 use daedalus_tools::procstat::{self, DAEMON_COMM};
 use daedalus_tools::stats::SideSummary;
 use daedalus_tools::stream::{self, Codec};
-use daedalus_tools::{plot, swdecode};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum FormatArg {
@@ -219,37 +219,7 @@ fn run(args: Args) -> Result<bool> {
     let ffmpeg_side = if args.no_ffmpeg {
         None
     } else {
-        let mut side = SideSummary::new("ffmpeg");
-        let client0 = procstat::cpu_time(None);
-        let mut failed = None;
-        for k in 0..runs {
-            match swdecode::decode(&stream, threads, format) {
-                Ok(r) => {
-                    eprintln!(
-                        "daedalus-bench: FFmpeg run {}/{runs}: {} frames in {:.3} s ({:.1} fps)",
-                        k + 1,
-                        r.frames,
-                        r.elapsed.as_secs_f64(),
-                        r.frames as f64 / r.elapsed.as_secs_f64().max(1e-9)
-                    );
-                    side.add_run(r.frames, 0, r.elapsed, &r.latencies);
-                }
-                Err(e) => {
-                    failed = Some(e.to_string());
-                    break;
-                }
-            }
-        }
-        match failed {
-            Some(e) => {
-                notes.push(format!("FFmpeg baseline skipped: {e}"));
-                None
-            }
-            None => {
-                side.finish(sub(procstat::cpu_time(None), client0), None);
-                Some(side)
-            }
-        }
+        ffmpeg_baseline(&stream, threads, format, runs, &mut notes)
     };
 
     let fps_ratio = ffmpeg_side
@@ -289,6 +259,50 @@ fn run(args: Args) -> Result<bool> {
         print_table(&results);
     }
     Ok(ok)
+}
+
+#[cfg(feature = "ffmpeg")]
+fn ffmpeg_baseline(
+    stream: &stream::Stream,
+    threads: usize,
+    format: RawFormat,
+    runs: u32,
+    notes: &mut Vec<String>,
+) -> Option<SideSummary> {
+    let mut side = SideSummary::new("ffmpeg");
+    let client0 = procstat::cpu_time(None);
+    for k in 0..runs {
+        match daedalus_tools::swdecode::decode(stream, threads, format) {
+            Ok(r) => {
+                eprintln!(
+                    "daedalus-bench: FFmpeg run {}/{runs}: {} frames in {:.3} s ({:.1} fps)",
+                    k + 1,
+                    r.frames,
+                    r.elapsed.as_secs_f64(),
+                    r.frames as f64 / r.elapsed.as_secs_f64().max(1e-9)
+                );
+                side.add_run(r.frames, 0, r.elapsed, &r.latencies);
+            }
+            Err(e) => {
+                notes.push(format!("FFmpeg baseline skipped: {e}"));
+                return None;
+            }
+        }
+    }
+    side.finish(sub(procstat::cpu_time(None), client0), None);
+    Some(side)
+}
+
+#[cfg(not(feature = "ffmpeg"))]
+fn ffmpeg_baseline(
+    _stream: &stream::Stream,
+    _threads: usize,
+    _format: RawFormat,
+    _runs: u32,
+    notes: &mut Vec<String>,
+) -> Option<SideSummary> {
+    notes.push("FFmpeg baseline skipped: built without the `ffmpeg` feature".into());
+    None
 }
 
 fn opt(v: Option<f64>, unit: &str) -> String {
