@@ -90,6 +90,22 @@ struct daedalus_buf {
 	bool with_daemon;		/* announced to the daemon, not answered */
 };
 
+/*
+ * OUTPUT metadata a frame must carry (what v4l2_m2m_buf_copy_metadata()
+ * copies for paired buffers). Frames come back by timestamp, long after
+ * their bitstream buffer went back to the client, so the last
+ * DAEDALUS_META_SLOTS OUTPUT buffers are remembered by timestamp: enough
+ * for reordering and frame threading delays.
+ */
+#define DAEDALUS_META_SLOTS	64
+
+struct daedalus_meta {
+	u64 timestamp;
+	struct v4l2_timecode timecode;
+	u32 flags;			/* TIMECODE and TSTAMP_SRC bits */
+	bool used;
+};
+
 /* Per-queue bookkeeping shared with the daemon (see the UAPI header). */
 struct daedalus_qstate {
 	u32 epoch;			/* ++ at every take-back */
@@ -119,6 +135,9 @@ struct daedalus_ctx {
 	struct v4l2_pix_format_mplane out_fmt;
 	struct v4l2_pix_format_mplane cap_fmt;		/* G/S_FMT(CAPTURE) */
 	struct v4l2_pix_format_mplane cap_alloc_fmt;	/* buffers made for */
+
+	struct daedalus_meta meta[DAEDALUS_META_SLOTS];
+	unsigned int meta_next;		/* slot the next OUTPUT buffer takes */
 
 	bool stream_known;		/* the daemon sent a FORMAT */
 	struct daedalus_d2k_format stream;
@@ -167,6 +186,8 @@ void daedalus_sessions_cleanup(struct daedalus_dev *dev);
 int daedalus_session_start(struct daedalus_ctx *ctx);
 void daedalus_session_release(struct daedalus_ctx *ctx);
 void daedalus_session_push(struct daedalus_ctx *ctx);
+void daedalus_session_remember(struct daedalus_ctx *ctx,
+			       const struct vb2_v4l2_buffer *vbuf);
 void daedalus_session_take_back(struct daedalus_ctx *ctx, unsigned int queue,
 				enum vb2_buffer_state state);
 void daedalus_session_stop(struct daedalus_ctx *ctx, unsigned int queue);

@@ -301,6 +301,41 @@ static void daedalus_fill_capture(struct daedalus_ctx *ctx,
 	}
 }
 
+#define DAEDALUS_META_FLAGS	(V4L2_BUF_FLAG_TIMECODE | V4L2_BUF_FLAG_TSTAMP_SRC_MASK)
+
+/* buf_queue(OUTPUT): keep what the frames of this buffer must carry */
+void daedalus_session_remember(struct daedalus_ctx *ctx,
+			       const struct vb2_v4l2_buffer *vbuf)
+{
+	struct daedalus_meta *m = &ctx->meta[ctx->meta_next];
+
+	ctx->meta_next = (ctx->meta_next + 1) % DAEDALUS_META_SLOTS;
+	m->timestamp = vbuf->vb2_buf.timestamp;
+	m->timecode = vbuf->timecode;
+	m->flags = vbuf->flags & DAEDALUS_META_FLAGS;
+	m->used = true;
+}
+
+/* The metadata of the newest OUTPUT buffer with the frame's timestamp. */
+static void daedalus_copy_meta(struct daedalus_ctx *ctx,
+			       struct vb2_v4l2_buffer *vbuf, u64 timestamp)
+{
+	unsigned int i, slot;
+
+	vbuf->flags &= ~DAEDALUS_META_FLAGS;
+	memset(&vbuf->timecode, 0, sizeof(vbuf->timecode));
+	for (i = 1; i <= DAEDALUS_META_SLOTS; i++) {
+		slot = (ctx->meta_next + DAEDALUS_META_SLOTS - i) %
+		       DAEDALUS_META_SLOTS;
+		if (ctx->meta[slot].used &&
+		    ctx->meta[slot].timestamp == timestamp) {
+			vbuf->flags |= ctx->meta[slot].flags;
+			vbuf->timecode = ctx->meta[slot].timecode;
+			return;
+		}
+	}
+}
+
 /* Announces every buffer of @queue the daemon has not seen yet. */
 static int daedalus_push_queue(struct daedalus_ctx *ctx, unsigned int queue)
 {
@@ -550,6 +585,7 @@ static int daedalus_on_frame_done(struct daedalus_ctx *ctx,
 	for (i = 0; i < vb->num_planes; i++)
 		vb2_set_plane_payload(vb, i, fd->bytesused[i]);
 	vb->timestamp = fd->timestamp_ns;
+	daedalus_copy_meta(ctx, vbuf, fd->timestamp_ns);
 	vbuf->field = V4L2_FIELD_NONE;
 	vbuf->flags &= ~(V4L2_BUF_FLAG_KEYFRAME | V4L2_BUF_FLAG_PFRAME |
 			 V4L2_BUF_FLAG_BFRAME | V4L2_BUF_FLAG_LAST);

@@ -580,6 +580,8 @@ static void daedalus_buf_queue(struct vb2_buffer *vb)
 	struct vb2_v4l2_buffer *vbuf = to_vb2_v4l2_buffer(vb);
 
 	vbuf_to_dbuf(vbuf)->with_daemon = false;
+	if (V4L2_TYPE_IS_OUTPUT(vb->vb2_queue->type))
+		daedalus_session_remember(ctx, vbuf);
 	v4l2_m2m_buf_queue(ctx->fh.m2m_ctx, vbuf);
 	daedalus_session_push(ctx);
 }
@@ -666,11 +668,6 @@ static int daedalus_queue_init(void *priv, struct vb2_queue *src_vq,
 		q->timestamp_flags = V4L2_BUF_FLAG_TIMESTAMP_COPY;
 		q->lock = &ctx->lock;
 		q->dev = &ctx->dev->pdev->dev;
-		/*
-		 * An empty OUTPUT buffer (legacy clients' end of stream) must
-		 * reach the daemon as empty, not as "all of the buffer".
-		 */
-		q->allow_zero_bytesused = i == 0;
 		ret = vb2_queue_init(q);
 		if (ret)
 			return ret;
