@@ -1,0 +1,18 @@
+SUMMARY = "daedalus-v4l2 decoder stack: kernel module, daemon and V4L2 tools"
+DESCRIPTION = "Everything a Raspberry Pi 5 image needs to offer the daedalus-v4l2 \
+software decoder to V4L2 applications."
+LICENSE = "MIT"
+
+# The module is built for this machine's kernel.
+PACKAGE_ARCH = "${MACHINE_ARCH}"
+
+inherit packagegroup
+
+RDEPENDS:${PN} = " \
+    daedalus-v4l2-module \
+    daedalus-v4l2d \
+    daedalus-tools \
+"
+
+# v4l2-ctl and v4l2-compliance, to see and check the decoder on the device.
+RRECOMMENDS:${PN} = "v4l-utils"
