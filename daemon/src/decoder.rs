@@ -36,6 +36,17 @@ pub enum Received {
     Failed(Error),
 }
 
+/// Whether FFmpeg marked the frame as damaged: the CORRUPT flag or any
+/// `decode_error_flags` bit (missing reference, invalid bitstream,
+/// concealment active).
+pub fn is_damaged(f: &frame::Video) -> bool {
+    // SAFETY: `f` holds a valid AVFrame for the duration of the borrow; the
+    // field is a plain int (read-only access). ffmpeg-next 8.1 has no safe
+    // accessor for it (9 has), so it is read through the FFI struct.
+    let error_flags = unsafe { (*f.as_ptr()).decode_error_flags };
+    f.is_corrupt() || error_flags != 0
+}
+
 /// Whether the linked FFmpeg has the decoder for `codec`.
 pub fn available(codec: Codec) -> bool {
     ffmpeg_next::decoder::find_by_name(codec.ffmpeg_decoder()).is_some()

@@ -515,7 +515,7 @@ impl Session {
         if f.is_key() {
             flags |= DAEDALUS_FRAME_F_KEYFRAME;
         }
-        if f.is_corrupt() || f.has_decode_errors() {
+        if crate::decoder::is_damaged(&f) {
             flags |= DAEDALUS_FRAME_F_ERROR;
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
         }
