@@ -47,6 +47,13 @@ class Target:
         self.is_qemu = "qemu" in self.env_path.name
         if self.is_qemu:
             self._export_qemu_vars()
+        # the whole serial console, kept whatever happens (a panic ends the
+        # shell, not the log): out/labgrid/<variant>/console_main
+        from labgrid.consoleloggingreporter import ConsoleLoggingReporter
+
+        if ConsoleLoggingReporter.instance is None:
+            self.console_log_dir = paths.OUT / "labgrid" / variant
+            ConsoleLoggingReporter.start(str(self.console_log_dir))
         self.env = Environment(config_file=str(self.env_path))
         self.lg = self.env.get_target("main")
         opt = self.env.config.get_option
