@@ -3,7 +3,7 @@ kernel-splat check around every test, the stack (module + daemon), streams."""
 
 import pytest
 
-from ci.harness import report
+from ci.harness import paths, report
 from ci.harness.stack import Stack
 from ci.harness.streams import streams
 from ci.harness.target import Target
@@ -39,9 +39,21 @@ def kernel_log_clean(request, target):
 
 
 @pytest.fixture(scope="session")
-def manifest():
-    """All test streams (generated on the host on first use), by name."""
-    return {s["name"]: s for s in streams()}
+def manifest(target):
+    """All test streams (generated on the host on first use), by name, with
+    their paths as the target sees them (QEMU: the same; a board: its copy)."""
+    host, there = str(paths.STREAMS), str(target.streams)
+
+    def moved(value):
+        if isinstance(value, str):
+            return value.replace(host, there, 1)
+        if isinstance(value, list):
+            return [moved(v) for v in value]
+        if isinstance(value, dict):
+            return {k: moved(v) for k, v in value.items()}
+        return value
+
+    return {s["name"]: moved(s) for s in streams()}
 
 
 @pytest.fixture(scope="session")
