@@ -336,7 +336,14 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
             drain: Drain::NotYet,
             resolution_change_pending: false,
             seek_done: config.seek.is_none(),
-            seek_floor: 0,
+            // Frames before the resume point are dropped, including those
+            // that come out before the seek is issued.
+            seek_floor: match config.seek {
+                Some(target) => stream
+                    .next_keyframe(target)
+                    .ok_or(DecodeError::NoKeyframe(target))? as u64,
+                None => 0,
+            },
             queued_at: HashMap::new(),
             packed: Vec::new(),
             report: DecodeReport::default(),
@@ -393,6 +400,11 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
             }
             if revents.contains(PollFlags::POLLPRI) {
                 self.handle_events()?;
+                // The event came after the LAST buffer was already dequeued.
+                if self.resolution_change_pending && self.capture.as_ref().is_some_and(|c| c.ended)
+                {
+                    self.reconfigure_capture()?;
+                }
             }
             if revents.contains(PollFlags::POLLOUT) {
                 self.dequeue_output()?;
@@ -452,6 +464,15 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
                 break;
             }
             if !self.seek_done && self.pass == 0 && Some(self.next_unit) == self.config.seek {
+                // Seek mid-stream, as a player does: once the decoder is
+                // running (CAPTURE set up) and has taken the bitstream so far
+                // or returned a frame. Until then, stop feeding.
+                let running = self.capture.is_some()
+                    && (self.output.queued == 0
+                        || self.report.frames + self.report.dropped_before_seek > 0);
+                if !running {
+                    break;
+                }
                 self.seek()?;
             }
             if self.next_unit >= self.stream.units.len() {
@@ -497,7 +518,6 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
         ioctl::streamon(&self.device, self.output.queue)
             .map_err(ioctl_err("STREAMON(OUTPUT) after seek"))?;
         self.next_unit = resume;
-        self.seek_floor = resume as u64;
         self.seek_done = true;
         self.report.seek_resumed_at = Some(resume);
         self.sink.seeked(resume).map_err(DecodeError::Sink)?;
@@ -532,9 +552,6 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
                         // Frames of the old format are still coming; the
                         // change takes effect at the LAST buffer.
                         self.resolution_change_pending = true;
-                        if self.capture.as_ref().is_some_and(|c| c.ended) {
-                            self.reconfigure_capture()?;
-                        }
                     }
                 }
                 Ok(Event::Eos) => {}
@@ -667,23 +684,25 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
             return Ok(());
         }
         // A LAST without a drain or a format change: the decoder stopped on
-        // its own (EOS in the bitstream). Restart CAPTURE and go on.
+        // its own (EOS in the bitstream). Resume with V4L2_DEC_CMD_START
+        // (buffers stay queued), or STREAMOFF/STREAMON of CAPTURE (which
+        // returns them all).
         let queue = self.capture.as_ref().expect("capture ring exists").queue;
-        ioctl::decoder_cmd::<_, ()>(&self.device, DecoderCmd::start())
-            .or_else(|_| {
-                ioctl::streamoff(&self.device, queue).map_err(|e| e.to_string())?;
-                ioctl::streamon(&self.device, queue).map_err(|e| e.to_string())
-            })
-            .map_err(|e| DecodeError::Ioctl {
-                what: "restart CAPTURE after an unexpected LAST",
-                cause: e.to_string().into(),
-            })?;
+        if ioctl::decoder_cmd::<_, ()>(&self.device, DecoderCmd::start()).is_err() {
+            ioctl::streamoff(&self.device, queue)
+                .map_err(ioctl_err("STREAMOFF(CAPTURE) after an unexpected LAST"))?;
+            ioctl::streamon(&self.device, queue)
+                .map_err(ioctl_err("STREAMON(CAPTURE) after an unexpected LAST"))?;
+            for b in &mut self.capture.as_mut().expect("capture ring exists").buffers {
+                b.queued = false;
+            }
+        }
         let capture = self.capture.as_mut().expect("capture ring exists");
         capture.ended = false;
-        for b in &mut capture.buffers {
-            b.queued = false;
-        }
-        for index in 0..capture.buffers.len() {
+        let idle: Vec<usize> = (0..capture.buffers.len())
+            .filter(|&i| !capture.buffers[i].queued)
+            .collect();
+        for index in idle {
             self.queue_capture(index)?;
         }
         Ok(())
