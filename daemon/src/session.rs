@@ -42,6 +42,11 @@ pub const MIN_CAPTURE_BUFFERS: u32 = 4;
 /// Frames of a format the daemon cannot output (e.g. 4:4:4) in a row, with
 /// no good frame before, after which the session gives up.
 const UNSUPPORTED_LIMIT: u32 = 8;
+/// Frame sizes the kernel accepts in FORMAT (kernel/daedalus.h
+/// DAEDALUS_MIN_SIZE / DAEDALUS_MAX_SIZE); frames outside are dropped as
+/// errors instead of sending a FORMAT the kernel would reject.
+const MIN_SIZE: u32 = 16;
+const MAX_SIZE: u32 = 8192;
 /// Decode errors reported in one `receive` round before yielding.
 const FAILURES_PER_ROUND: u32 = 16;
 
@@ -490,7 +495,16 @@ impl Session {
             return;
         };
         self.unsupported_run = 0;
-        if f.width() == 0 || f.height() == 0 {
+        if !(MIN_SIZE..=MAX_SIZE).contains(&f.width())
+            || !(MIN_SIZE..=MAX_SIZE).contains(&f.height())
+        {
+            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            log::debug!(
+                "session {}: dropping a {}x{} frame (outside {MIN_SIZE}..={MAX_SIZE})",
+                self.id,
+                f.width(),
+                f.height()
+            );
             return;
         }
         if self.skip_to_keyframe {
