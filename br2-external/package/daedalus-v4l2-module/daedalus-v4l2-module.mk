@@ -8,6 +8,10 @@ DAEDALUS_V4L2_MODULE_VERSION = 0.1.0
 DAEDALUS_V4L2_MODULE_SITE = $(DAEDALUS_SRCDIR)/kernel
 DAEDALUS_V4L2_MODULE_SITE_METHOD = local
 DAEDALUS_V4L2_MODULE_LICENSE = GPL-2.0-only
+# Not what a developer built in the checkout for another kernel.
+DAEDALUS_V4L2_MODULE_OVERRIDE_SRCDIR_RSYNC_EXCLUSIONS = \
+	--exclude='*.o' --exclude='*.ko' --exclude='*.mod' --exclude='*.mod.c' \
+	--exclude='.*.cmd' --exclude=modules.order --exclude=Module.symvers
 
 # What the module builds on: V4L2 with the media controller and the mem2mem
 # framework. v4l2-mem2mem and the videobuf2 allocators cannot be enabled by

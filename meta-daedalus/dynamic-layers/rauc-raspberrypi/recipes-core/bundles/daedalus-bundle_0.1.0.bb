@@ -1,7 +1,13 @@
 SUMMARY = "RAUC update bundle of daedalus-image for Raspberry Pi 5 A/B systems"
 DESCRIPTION = "A signed verity bundle carrying the daedalus-image root filesystem (with \
-its kernel and the matching daedalus_v4l2 module) for the inactive slot."
+               its kernel and the matching daedalus_v4l2 module) for the inactive slot."
+HOMEPAGE = "https://github.com/daedalus-v4l2/daedalus-v4l2"
+BUGTRACKER = "https://github.com/daedalus-v4l2/daedalus-v4l2/issues"
+SECTION = "image"
 LICENSE = "MIT"
+
+# Nothing to fetch: the bundle is made from daedalus-image in DEPLOY_DIR_IMAGE.
+SRC_URI = ""
 
 inherit bundle
 
