@@ -31,6 +31,11 @@ pub enum DeviceError {
          not compressed bitstream (an encoder or a converter?)"
     )]
     NotDecoder { path: PathBuf, driver: String },
+    #[error(
+        "{path} ({driver}) is a stateless decoder (request API); these tools drive \
+         stateful decoders"
+    )]
+    Stateless { path: PathBuf, driver: String },
     #[error("{path} ({driver}) does not decode {codec}; it decodes: {offered}")]
     CodecNotSupported {
         path: PathBuf,
@@ -135,6 +140,20 @@ pub fn probe(path: &Path, device: &Device) -> Result<DecoderInfo, DeviceError> {
         if !desc.flags.contains(FormatFlags::COMPRESSED) {
             info.raw_formats.push(desc.pixelformat.to_fourcc());
         }
+    }
+    // A stateful decoder's OUTPUT queue does not take requests; a stateless one's does.
+    let output_caps: Result<ioctl::BufferCapabilities, _> = ioctl::reqbufs(
+        device,
+        info.output_queue(),
+        v4l2r::memory::MemoryType::Mmap,
+        0,
+        ioctl::MemoryConsistency::empty(),
+    );
+    if output_caps.is_ok_and(|c| c.contains(ioctl::BufferCapabilities::SUPPORTS_REQUESTS)) {
+        return Err(DeviceError::Stateless {
+            path: path.to_path_buf(),
+            driver: info.driver,
+        });
     }
     if info.coded_formats.is_empty() || (raw_output && info.raw_formats.is_empty()) {
         return Err(DeviceError::NotDecoder {

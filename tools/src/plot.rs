@@ -155,7 +155,7 @@ fn fps_panel(c: &mut Canvas, sides: &[(&SideSummary, [u8; 3])]) {
 
 /// Right panel: cumulative distribution of per-frame latency.
 fn latency_panel(c: &mut Canvas, sides: &[(&SideSummary, [u8; 3])]) {
-    let (x0, y0, x1, y1) = (520i64, 60i64, 920i64, 420i64);
+    let (x0, y0, x1, y1) = (520i64, 60i64, 900i64, 420i64);
     // Cut at the largest p99 so one outlier does not flatten the curves.
     let max = sides
         .iter()

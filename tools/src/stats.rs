@@ -69,9 +69,11 @@ impl SideSummary {
         self.latency_p50_ms = percentile(&sorted, 50.0).map(ms);
         self.latency_p99_ms = percentile(&sorted, 99.0).map(ms);
         self.latency_max_ms = sorted.last().copied().map(ms);
-        let per_frame = |d: Duration| ms(d) / self.frames.max(1) as f64;
-        self.client_cpu_ms_per_frame = client_cpu.map(per_frame);
-        self.daemon_cpu_ms_per_frame = daemon_cpu.map(per_frame);
+        let per_frame = |d: Duration| ms(d) / self.frames as f64;
+        if self.frames > 0 {
+            self.client_cpu_ms_per_frame = client_cpu.map(per_frame);
+            self.daemon_cpu_ms_per_frame = daemon_cpu.map(per_frame);
+        }
     }
 }
 

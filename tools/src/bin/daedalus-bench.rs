@@ -82,8 +82,11 @@ struct Args {
     #[arg(long)]
     daemon_pid: Option<u32>,
     /// Only the device side.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_device")]
     no_ffmpeg: bool,
+    /// Only the FFmpeg side (a baseline on machines without the decoder).
+    #[arg(long)]
+    no_device: bool,
     /// Print the results as JSON on stdout (progress stays on stderr).
     #[arg(long)]
     json: bool,
@@ -176,7 +179,8 @@ fn run(args: Args) -> Result<bool> {
     let (mut device_path, mut driver) = (String::new(), String::new());
     let client0 = procstat::cpu_time(None);
     let daemon0 = daemon.and_then(|p| procstat::cpu_time(Some(p)));
-    for k in 0..runs {
+    let device_runs = if args.no_device { 0 } else { runs };
+    for k in 0..device_runs {
         let (dev, info) = match &args.device {
             Some(path) => device::open_decoder(path, stream.codec)?,
             None => device::find_decoder(&args.driver, stream.codec)?,
@@ -224,9 +228,10 @@ fn run(args: Args) -> Result<bool> {
 
     let fps_ratio = ffmpeg_side
         .as_ref()
+        .filter(|_| device_runs > 0)
         .map(|f| device_side.fps / f.fps.max(1e-9));
     let ok = device_side.error_frames == 0
-        && device_side.frames == stream.units.len() as u64 * u64::from(runs);
+        && device_side.frames == stream.units.len() as u64 * u64::from(device_runs);
     if !ok {
         notes.push(format!(
             "device: {} frames ({} with ERROR) from {} access units x {runs} runs",
@@ -318,7 +323,9 @@ fn print_table(r: &Results) {
         "{:<8} {:>9} {:>11} {:>11} {:>16} {:>16} {:>14}",
         "side", "fps", "lat p50", "lat p99", "client cpu/frm", "daemon cpu/frm", "daemon hwm"
     );
-    let sides = std::iter::once(&r.device).chain(r.ffmpeg.as_ref());
+    let sides = std::iter::once(&r.device)
+        .filter(|d| d.runs > 0)
+        .chain(r.ffmpeg.as_ref());
     for s in sides {
         println!(
             "{:<8} {:>9.1} {:>11} {:>11} {:>16} {:>16} {:>14}",
