@@ -533,7 +533,9 @@ impl Session {
             flags |= DAEDALUS_FRAME_F_ERROR;
             self.stats.errors.fetch_add(1, Ordering::Relaxed);
         }
-        let timestamp_ns = f.timestamp().or(f.pts()).map_or(0, |t| t as u64);
+        // The pts FFmpeg carried from the packet that produced this frame (the
+        // OUTPUT buffer's timestamp, as V4L2 wants); best-effort as fallback.
+        let timestamp_ns = f.pts().or(f.timestamp()).map_or(0, |t| t as u64);
         self.pending.push_back(Pending {
             frame: f,
             format,
