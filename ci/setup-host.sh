@@ -41,7 +41,9 @@ apt-get install -y -q --no-install-recommends \
 	gstreamer1.0-plugins-bad gstreamer1.0-libav \
 	gcc-aarch64-linux-gnu libc6-dev-arm64-cross dwarves \
 	dkms mmdebstrap debootstrap systemd-container \
-	imagemagick busybox-static
+	imagemagick busybox-static \
+	chrpath diffstat lzop gawk texinfo locales \
+	python3-magic flake8 shellcheck
 apt-get install -y -q --no-install-recommends -t bookworm-backports \
 	linux-source-6.12 linux-libc-dev qemu-system-x86 qemu-system-arm qemu-utils
 

@@ -201,7 +201,7 @@ def test_rauc_variant_is_consistent():
     assert bundle["RAUC_BUNDLE_COMPATIBLE"] == compatible
     image = (dyn / "recipes-core/images/daedalus-image.bbappend").read_text()
     wks = re.search(r"'(daedalus-[\w-]+\.wks\.in)'", image).group(1)
-    assert (LAYER / "wic" / wks).exists()
+    assert (LAYER / "files/wic" / wks).exists()
     devices = re.findall(r"^device=/dev/mmcblk0p(\d)", system_conf, re.M)
     assert devices == ["2", "3"], "slots must be the wks' 2nd and 3rd partitions"
 
