@@ -1058,3 +1058,40 @@ fn shutdown_returns_every_buffer() {
     assert_eq!(k.error_frames, CAPTURE_BUFFERS as usize);
     assert_eq!(k.empty_frames, CAPTURE_BUFFERS as usize);
 }
+
+#[test]
+fn decode_order_timestamps_are_carried_unchanged() {
+    // Some clients (e.g. Chromium) put bitstream ids in decode order into
+    // the timestamps; every frame must come back with exactly its buffer's id.
+    if !have_ffmpeg() {
+        eprintln!("SKIPPED: no ffmpeg CLI");
+        return;
+    }
+    let dir = tmpdir("ids");
+    let Some(stream) = h264_stream(&dir, "320x240", 24) else {
+        return;
+    };
+    let Some(reference) = reference(&stream, "nv12", None, &dir) else {
+        return;
+    };
+    let display_pts: Vec<u64> = demux(&stream).iter().map(|p| p.pts).collect();
+    let packets: Vec<Packet> = demux(&stream)
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| Packet {
+            data: p.data,
+            pts: 1000 + i as u64,
+        })
+        .collect();
+    let mut k = FakeKernel::new(Codec::H264, nv12(320, 240));
+    k.run(&packets, true);
+    assert_frames_equal(&k.frames, &reference, "decode-order ids");
+    // The n-th frame in display order came from the packet with the n-th
+    // smallest presentation time.
+    let mut order: Vec<usize> = (0..display_pts.len()).collect();
+    order.sort_by_key(|&i| display_pts[i]);
+    let want: Vec<u64> = order.iter().map(|&i| 1000 + i as u64).collect();
+    let got: Vec<u64> = k.frames.iter().map(|f| f.timestamp_ns).collect();
+    assert_eq!(got, want);
+    let _ = std::fs::remove_dir_all(dir);
+}
