@@ -74,7 +74,7 @@ impl Default for DecodeConfig {
             max_frames: None,
             loops: 1,
             seek: None,
-            stall_timeout: Duration::from_secs(10),
+            stall_timeout: Duration::from_secs(30),
             progress: false,
         }
     }

@@ -93,7 +93,7 @@ struct Args {
     /// Draw fps and latency charts into this PNG.
     #[arg(long, value_name = "FILE.png")]
     plot: Option<PathBuf>,
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     timeout: f64,
 }
 

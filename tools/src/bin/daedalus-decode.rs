@@ -126,7 +126,7 @@ struct Args {
     #[arg(long, default_value_t = 4, value_name = "N")]
     extra_capture_buffers: u32,
     /// Fail when the decoder does nothing for this many seconds.
-    #[arg(long, default_value_t = 10.0, value_name = "SECONDS")]
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
     timeout: f64,
     /// No progress lines on stderr.
     #[arg(short, long)]
