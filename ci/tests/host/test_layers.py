@@ -76,10 +76,12 @@ def test_oelint_adv_clean():
 
 def parse_crates_inc(text: str) -> tuple[set[tuple[str, str]], dict[tuple[str, str], str]]:
     uris = set(re.findall(r"crate://crates\.io/([^/\s]+)/([^\s\\]+)", text))
+    # The checksum key is "<name>-<version>" (the crate fetcher's default
+    # name); versions may contain '-' themselves (1.2.1+spec-1.1.0).
+    by_key = {f"{name}-{ver}": (name, ver) for name, ver in uris}
     sums = {}
-    for name_ver, digest in re.findall(r'^SRC_URI\[([^\]]+)\.sha256sum\]\s*=\s*"([0-9a-f]{64})"', text, re.M):
-        name, ver = name_ver.rsplit("-", 1)
-        sums[(name, ver)] = digest
+    for key, digest in re.findall(r'^SRC_URI\[([^\]]+)\.sha256sum\]\s*=\s*"([0-9a-f]{64})"', text, re.M):
+        sums[by_key.get(key, (key, "?"))] = digest
     return uris, sums
 
 
