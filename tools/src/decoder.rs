@@ -250,7 +250,10 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
             return Err(DecodeError::NeedsMplane(RawFormat::Nv12m));
         }
         let queue = info.output_queue();
-        let (width, height) = stream.coded_size.unwrap_or((0, 0));
+        // Keep the driver's size unless the container knows better: Annex-B
+        // has no size outside the bitstream, and 0x0 may be refused.
+        let current: Format = ioctl::g_fmt(&device, queue).map_err(ioctl_err("G_FMT(OUTPUT)"))?;
+        let (width, height) = stream.coded_size.unwrap_or((current.width, current.height));
         // Room for the largest access unit, at least 1 MiB.
         let wanted = (stream.max_unit_len() + 4095).max(1 << 20) as u32;
         let format = Format {

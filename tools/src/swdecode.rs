@@ -32,8 +32,23 @@ pub struct SwRun {
     pub frame_bytes: usize,
 }
 
-/// Decodes every access unit of `stream` once.
-pub fn decode(stream: &Stream, threads: usize, format: RawFormat) -> Result<SwRun, SwDecodeError> {
+/// Decodes every access unit of `stream` once. `format` None: NV12 for
+/// 8-bit streams, P010 for 10-bit ones (what the daemon picks).
+pub fn decode(
+    stream: &Stream,
+    threads: usize,
+    format: Option<RawFormat>,
+) -> Result<SwRun, SwDecodeError> {
+    decode_with(stream, threads, format, &mut |_| {})
+}
+
+/// As [`decode`], handing every packed frame to `on_frame`.
+pub fn decode_with(
+    stream: &Stream,
+    threads: usize,
+    format: Option<RawFormat>,
+    on_frame: &mut dyn FnMut(&[u8]),
+) -> Result<SwRun, SwDecodeError> {
     ffmpeg::init()?;
     ffmpeg::util::log::set_level(ffmpeg::util::log::Level::Error);
     let (codec_id, preferred) = match stream.codec {
@@ -74,7 +89,12 @@ pub fn decode(stream: &Stream, threads: usize, format: RawFormat) -> Result<SwRu
                         run.latencies.push(now.duration_since(t));
                     }
                     packed.clear();
+                    let format = format.unwrap_or(match frame.format() {
+                        Pixel::YUV420P10LE | Pixel::P010LE => RawFormat::P010,
+                        _ => RawFormat::Nv12,
+                    });
                     pack(&frame, format, &mut packed)?;
+                    on_frame(&packed);
                     run.frame_bytes = packed.len();
                     run.frames += 1;
                 }

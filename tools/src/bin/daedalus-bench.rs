@@ -73,9 +73,10 @@ struct Args {
         value_name = "PATH"
     )]
     daemon_config: PathBuf,
-    /// Output format on both sides.
-    #[arg(short, long, value_enum, default_value_t = FormatArg::Nv12)]
-    format: FormatArg,
+    /// Output format on both sides; default: the device's choice (FFmpeg
+    /// side: the same, or NV12/P010 by bit depth without a device).
+    #[arg(short, long, value_enum)]
+    format: Option<FormatArg>,
     #[arg(long, value_enum, default_value_t = MemoryArg::Mmap)]
     capture_memory: MemoryArg,
     /// PID of the daemon; default: the process named daedalus-v4l2d.
@@ -150,7 +151,7 @@ fn run(args: Args) -> Result<bool> {
         .map(|c| Codec::from_name(c).with_context(|| format!("unknown codec {c:?}")))
         .transpose()?;
     let stream = stream::open(&args.input, codec)?;
-    let format = RawFormat::from(args.format);
+    let mut format = args.format.map(RawFormat::from);
     let threads = args
         .threads
         .or_else(|| daemon_threads(&args.daemon_config))
@@ -188,7 +189,7 @@ fn run(args: Args) -> Result<bool> {
         device_path = info.path.display().to_string();
         driver = info.driver.clone();
         let config = DecodeConfig {
-            format: Some(format),
+            format,
             capture_memory: match args.capture_memory {
                 MemoryArg::Mmap => CaptureMemory::Mmap,
                 MemoryArg::Dmabuf if Path::new("/dev/dma_heap/system").exists() => {
@@ -207,6 +208,8 @@ fn run(args: Args) -> Result<bool> {
             report.elapsed.as_secs_f64(),
             report.frames as f64 / report.elapsed.as_secs_f64().max(1e-9)
         );
+        // The FFmpeg side writes what the device chose.
+        format = format.or(report.layouts.first().map(|l| l.format));
         device_side.add_run(
             report.frames,
             report.error_frames,
@@ -246,7 +249,7 @@ fn run(args: Args) -> Result<bool> {
         access_units: stream.units.len(),
         runs,
         threads,
-        format: format.to_string(),
+        format: format.map_or("auto".to_string(), |f| f.to_string()),
         device_path,
         driver,
         device: device_side,
@@ -270,7 +273,7 @@ fn run(args: Args) -> Result<bool> {
 fn ffmpeg_baseline(
     stream: &stream::Stream,
     threads: usize,
-    format: RawFormat,
+    format: Option<RawFormat>,
     runs: u32,
     notes: &mut Vec<String>,
 ) -> Option<SideSummary> {
@@ -302,7 +305,7 @@ fn ffmpeg_baseline(
 fn ffmpeg_baseline(
     _stream: &stream::Stream,
     _threads: usize,
-    _format: RawFormat,
+    _format: Option<RawFormat>,
     _runs: u32,
     notes: &mut Vec<String>,
 ) -> Option<SideSummary> {
