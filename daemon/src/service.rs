@@ -53,7 +53,7 @@ pub enum ServiceError {
     Hangup,
 }
 
-enum Command {
+pub(crate) enum Command {
     Message(KernelBody),
     Shutdown,
 }
@@ -130,7 +130,7 @@ fn notify(states: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-fn session_thread(
+pub(crate) fn session_thread(
     session: Session,
     rx: Receiver<Command>,
     transport: Arc<dyn Transport>,

@@ -7,10 +7,11 @@
 //! stderr and pass when it is missing.
 
 use crate::config::Codec;
-use crate::convert::{Converter, Cpu};
+use crate::convert::{ConvertError, Converter, Cpu};
 use crate::mapping::test_memfd;
 use crate::session::{Session, SessionConfig, SessionStats};
 use crate::transport::Transport;
+use daedalus_fourier_cpu::kernels::{Dst, Src};
 use daedalus_proto::uapi::*;
 use daedalus_proto::{
     fourcc, BufferRef, Capture, ChannelError, DaemonBody, DaemonMsg, Format, KernelBody, Queue,
@@ -1093,5 +1094,101 @@ fn decode_order_timestamps_are_carried_unchanged() {
     let want: Vec<u64> = order.iter().map(|&i| 1000 + i as u64).collect();
     let got: Vec<u64> = k.frames.iter().map(|f| f.timestamp_ns).collect();
     assert_eq!(got, want);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A converter that panics: stands in for any bug inside a session.
+struct PanickingConverter;
+
+impl Converter for PanickingConverter {
+    fn name(&self) -> String {
+        "panics".into()
+    }
+    fn nv12_interleave(
+        &self,
+        _: Src<'_>,
+        _: Src<'_>,
+        _: Dst<'_>,
+        _: usize,
+        _: usize,
+    ) -> Result<(), ConvertError> {
+        panic!("injected panic in a session");
+    }
+    fn p010_pack(&self, _: Src<'_>, _: Dst<'_>, _: usize, _: usize) -> Result<(), ConvertError> {
+        panic!("injected panic in a session");
+    }
+    fn p010_interleave(
+        &self,
+        _: Src<'_>,
+        _: Src<'_>,
+        _: Dst<'_>,
+        _: usize,
+        _: usize,
+    ) -> Result<(), ConvertError> {
+        panic!("injected panic in a session");
+    }
+    fn depth_10_to_8(
+        &self,
+        _: Src<'_>,
+        _: Dst<'_>,
+        _: usize,
+        _: usize,
+    ) -> Result<(), ConvertError> {
+        panic!("injected panic in a session");
+    }
+}
+
+#[test]
+fn a_panic_in_a_session_thread_becomes_session_error() {
+    use crate::service::{session_thread, Command};
+    if !have_ffmpeg() {
+        eprintln!("SKIPPED: no ffmpeg CLI");
+        return;
+    }
+    let dir = tmpdir("panic");
+    let Some(stream) = h264_stream(&dir, "320x240", 4) else {
+        return;
+    };
+    let packets = demux(&stream);
+    // Build the session and its buffers through the fake kernel, then hand
+    // the session to a thread the way the service does.
+    let k = FakeKernel::with_converter(
+        Codec::H264,
+        nv12(320, 240),
+        Arc::new(PanickingConverter),
+        16,
+    );
+    let transport = k.transport.clone();
+    for (i, p) in packets.iter().enumerate().take(OUTPUT_BUFFERS as usize) {
+        transport
+            .file(Queue::Output, i as u32, 0)
+            .write_all_at(&p.data, 0)
+            .unwrap();
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = session_thread(k.session, rx, transport.clone()).unwrap();
+    for (i, p) in packets.iter().enumerate().take(OUTPUT_BUFFERS as usize) {
+        let b = daedalus_proto::Bitstream {
+            timestamp_ns: p.pts,
+            index: i as u32,
+            generation: 1,
+            epoch: 1,
+            bytesused: p.data.len() as u32,
+            length: OUTPUT_LEN,
+            flags: 0,
+        };
+        tx.send(Command::Message(KernelBody::Bitstream(b))).unwrap();
+    }
+    tx.send(Command::Message(KernelBody::Drain)).unwrap();
+    // The thread ends (panic caught) instead of taking the process down.
+    thread
+        .join()
+        .expect("the panic stays inside the session thread");
+    let sent = transport.take();
+    assert!(
+        sent.iter()
+            .any(|m| matches!(m.body, DaemonBody::SessionError { error: -5 })),
+        "SESSION_ERROR(-EIO) reported: {sent:?}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
