@@ -85,21 +85,50 @@ def parse_crates_inc(text: str) -> tuple[set[tuple[str, str]], dict[tuple[str, s
     return uris, sums
 
 
+def crates_mismatch(lock_text: str, inc_text: str) -> str:
+    """What differs between Cargo.lock's crates.io packages and a crates.inc
+    ("" when they list the same crates with the same checksums)."""
+    lock = tomllib.loads(lock_text)
+    registry = [p for p in lock["package"] if "source" in p]
+    foreign = [f"{p['name']} {p['source']}" for p in registry if p["source"] != CRATES_IO]
+    if foreign:
+        return f"git/other-registry crates need their own SRC_URI entries: {foreign}"
+    want = {(p["name"], p["version"]): p["checksum"] for p in registry}
+    uris, sums = parse_crates_inc(inc_text)
+    if uris != set(want):
+        return f"missing {sorted(set(want) - uris)}, extra {sorted(uris - set(want))}"
+    bad = sorted(k for k in want if sums.get(k) != want[k])
+    return f"checksums differ: {bad}" if bad else ""
+
+
 def test_crates_inc_lists_exactly_cargo_lock():
     """Every crates.io package of Cargo.lock, with its checksum, and nothing
     else: a dependency change without a regenerated .inc fails here instead
     of in a Yocto build (meta-daedalus/scripts/update-crates-inc.py)."""
-    lock = tomllib.loads((REPO / "Cargo.lock").read_text())
-    registry = [p for p in lock["package"] if "source" in p]
-    foreign = [f"{p['name']} {p['source']}" for p in registry if p["source"] != CRATES_IO]
-    assert not foreign, f"git/other-registry crates need their own SRC_URI entries: {foreign}"
-    want = {(p["name"], p["version"]) for p in registry}
-    want_sums = {(p["name"], p["version"]): p["checksum"] for p in registry}
+    problem = crates_mismatch((REPO / "Cargo.lock").read_text(), CRATES_INC.read_text())
+    assert not problem, f"regenerate with meta-daedalus/scripts/update-crates-inc.py: {problem}"
 
-    uris, sums = parse_crates_inc(CRATES_INC.read_text())
-    regen = "regenerate with meta-daedalus/scripts/update-crates-inc.py"
-    assert uris == want, f"{regen}: missing {sorted(want - uris)}, extra {sorted(uris - want)}"
-    assert sums == want_sums, f"{regen}: checksums differ"
+
+def test_crates_check_catches_drift():
+    """The check above fails on a bumped crate and on a changed checksum."""
+    lock_text = (REPO / "Cargo.lock").read_text()
+    inc_text = CRATES_INC.read_text()
+    crate = next(p for p in tomllib.loads(lock_text)["package"] if "source" in p)
+    bumped = inc_text.replace(f"crate://crates.io/{crate['name']}/{crate['version']} ",
+                              f"crate://crates.io/{crate['name']}/{crate['version']}.1 ")
+    assert "missing" in crates_mismatch(lock_text, bumped)
+    tampered = inc_text.replace(crate["checksum"], "0" * 64)
+    assert "checksums differ" in crates_mismatch(lock_text, tampered)
+
+
+def test_module_names_agree():
+    """Kbuild builds daedalus_v4l2.ko, which modules-load.d loads and the
+    daemon package recommends (kernel-module-daedalus-v4l2)."""
+    kbuild = (REPO / "kernel/Kbuild").read_text()
+    assert re.search(r"^obj-m\s*[:+]?=\s*daedalus_v4l2\.o", kbuild, re.M)
+    load = (REPO / "rootfs-overlay/usr/lib/modules-load.d/daedalus-v4l2.conf").read_text()
+    assert "daedalus_v4l2" in [line.strip() for line in load.splitlines()]
+    assert 'RRECOMMENDS:${PN} = "kernel-module-daedalus-v4l2"' in DAEMON_RECIPE.read_text()
 
 
 def test_crates_inc_generator_is_current():
