@@ -39,7 +39,7 @@ apt-get install -y -q --no-install-recommends \
 	ffmpeg v4l-utils \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-libav \
-	gcc-aarch64-linux-gnu libc6-dev-arm64-cross dwarves \
+	gcc-aarch64-linux-gnu libc6-dev-arm64-cross dwarves qemu-user \
 	dkms mmdebstrap debootstrap systemd-container \
 	imagemagick busybox-static \
 	chrpath diffstat lzop gawk texinfo locales \
