@@ -638,8 +638,17 @@ static int daedalus_on_format(struct daedalus_ctx *ctx,
 	bool changed;
 	u32 pixelformat;
 
-	if (cmp < 0)
+	if (cmp < 0) {
+		/*
+		 * From before a seek: not the stream's format any more, but the
+		 * daemon may follow it with CHANGE_END before it reads the
+		 * FLUSH. Refusing that would leave it waiting for a
+		 * CAPTURE_RESET nobody sends; a spurious LAST only costs the
+		 * client a CAPTURE restart.
+		 */
+		ctx->change_end_allowed = true;
 		return 0;
+	}
 	if (cmp > 0) {
 		daedalus_reject(ctx->dev, "session %u: FORMAT epoch %u from the future\n",
 				ctx->session, f->epoch);
