@@ -14,6 +14,9 @@
  *   dev->ids_lock       spinlock: the id -> ctx idr and dev->last_session.
  *                       Taken under ctx->lock when a session gets its id.
  *   chan->lock          spinlock: the kernel->daemon FIFO and connection.
+ *                       Taken with interrupts off: it nests inside the m2m
+ *                       ready-list spinlock, whose lock class all mem2mem
+ *                       drivers share (some take it from interrupts).
  */
 #ifndef DAEDALUS_H
 #define DAEDALUS_H

@@ -29,14 +29,15 @@ static struct daedalus_dev *chan_to_dev(struct daedalus_chan *chan)
 int daedalus_chan_send(struct daedalus_chan *chan, u64 conn,
 		       const struct daedalus_msg *msg)
 {
+	unsigned long flags;
 	int ret = 0;
 
-	spin_lock(&chan->lock);
+	spin_lock_irqsave(&chan->lock, flags);
 	if (!chan->connected || chan->conn != conn)
 		ret = -ENODEV;
 	else if (!kfifo_put(&chan->fifo, *msg))
 		ret = -ENOSPC;
-	spin_unlock(&chan->lock);
+	spin_unlock_irqrestore(&chan->lock, flags);
 
 	if (!ret)
 		wake_up_interruptible(&chan->wait);
@@ -46,12 +47,13 @@ int daedalus_chan_send(struct daedalus_chan *chan, u64 conn,
 /* Is a daemon connected? Its connection id goes to @conn. */
 bool daedalus_chan_current(struct daedalus_chan *chan, u64 *conn)
 {
+	unsigned long flags;
 	bool connected;
 
-	spin_lock(&chan->lock);
+	spin_lock_irqsave(&chan->lock, flags);
 	connected = chan->connected;
 	*conn = chan->conn;
-	spin_unlock(&chan->lock);
+	spin_unlock_irqrestore(&chan->lock, flags);
 	return connected;
 }
 
@@ -59,14 +61,15 @@ bool daedalus_chan_current(struct daedalus_chan *chan, u64 *conn)
 unsigned int daedalus_chan_formats(struct daedalus_chan *chan,
 				   u32 formats[DAEDALUS_MAX_CODED_FORMATS])
 {
+	unsigned long flags;
 	unsigned int n = 0;
 
-	spin_lock(&chan->lock);
+	spin_lock_irqsave(&chan->lock, flags);
 	if (chan->connected) {
 		n = chan->num_coded_formats;
 		memcpy(formats, chan->coded_formats, n * sizeof(formats[0]));
 	}
-	spin_unlock(&chan->lock);
+	spin_unlock_irqrestore(&chan->lock, flags);
 	return n;
 }
 
@@ -79,17 +82,18 @@ static bool daedalus_chan_is_connected(struct daedalus_chan *chan)
 
 static int daedalus_chan_open(struct inode *inode, struct file *file)
 {
+	unsigned long flags;
 	struct miscdevice *misc = file->private_data;
 	struct daedalus_chan *chan = container_of(misc, struct daedalus_chan,
 						  misc);
 	int ret = 0;
 
-	spin_lock(&chan->lock);
+	spin_lock_irqsave(&chan->lock, flags);
 	if (chan->busy)
 		ret = -EBUSY;	/* one daemon at a time */
 	else
 		chan->busy = true;
-	spin_unlock(&chan->lock);
+	spin_unlock_irqrestore(&chan->lock, flags);
 	if (ret)
 		return ret;
 
@@ -99,19 +103,20 @@ static int daedalus_chan_open(struct inode *inode, struct file *file)
 
 static int daedalus_chan_release(struct inode *inode, struct file *file)
 {
+	unsigned long flags;
 	struct daedalus_chan *chan = file->private_data;
 	struct daedalus_dev *dev = chan_to_dev(chan);
 	bool was_connected;
 	u64 conn;
 
-	spin_lock(&chan->lock);
+	spin_lock_irqsave(&chan->lock, flags);
 	was_connected = chan->connected;
 	conn = chan->conn;
 	chan->connected = false;
 	chan->num_coded_formats = 0;
 	/* no reader is left and no writer gets past !connected */
 	kfifo_reset(&chan->fifo);
-	spin_unlock(&chan->lock);
+	spin_unlock_irqrestore(&chan->lock, flags);
 
 	if (was_connected) {
 		cancel_delayed_work_sync(&dev->watchdog);
@@ -120,9 +125,9 @@ static int daedalus_chan_release(struct inode *inode, struct file *file)
 	}
 
 	/* only now may the next daemon connect: the old sessions are dead */
-	spin_lock(&chan->lock);
+	spin_lock_irqsave(&chan->lock, flags);
 	chan->busy = false;
-	spin_unlock(&chan->lock);
+	spin_unlock_irqrestore(&chan->lock, flags);
 	return 0;
 }
 
@@ -202,6 +207,7 @@ static __poll_t daedalus_chan_poll(struct file *file, poll_table *wait)
 static long daedalus_chan_hello(struct daedalus_chan *chan,
 				struct daedalus_hello __user *uarg)
 {
+	unsigned long flags;
 	struct daedalus_dev *dev = chan_to_dev(chan);
 	struct daedalus_hello hello;
 	unsigned int i, j;
@@ -232,7 +238,7 @@ static long daedalus_chan_hello(struct daedalus_chan *chan,
 	if (copy_to_user(uarg, &hello, sizeof(hello)))
 		return -EFAULT;
 
-	spin_lock(&chan->lock);
+	spin_lock_irqsave(&chan->lock, flags);
 	/* two threads racing HELLO on the one open file: the first wins */
 	if (chan->connected) {
 		ret = -EINVAL;
@@ -243,7 +249,7 @@ static long daedalus_chan_hello(struct daedalus_chan *chan,
 		chan->conn++;
 		chan->connected = true;
 	}
-	spin_unlock(&chan->lock);
+	spin_unlock_irqrestore(&chan->lock, flags);
 	if (ret)
 		return ret;
 
