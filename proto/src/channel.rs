@@ -145,6 +145,22 @@ impl Channel {
         Ok(count)
     }
 
+    /// Waits until messages are pending (true) or `timeout` passes (false).
+    /// POLLHUP/POLLERR count as readable: the next read reports the error.
+    pub fn wait_readable(&self, timeout: std::time::Duration) -> Result<bool, ChannelError> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        loop {
+            match poll(&mut fds, timeout) {
+                Ok(n) => return Ok(n > 0),
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(ChannelError::Io(e)),
+            }
+        }
+    }
+
     /// Writes one message.
     pub fn send(&self, msg: &DaemonMsg) -> Result<(), ChannelError> {
         let wire = msg.encode();
@@ -248,5 +264,12 @@ mod tests {
         assert_eq!(out, vec![Ok(msg)]);
         out.clear();
         assert_eq!(daemon.read_batch(8, &mut out).unwrap(), 0);
+        assert!(!daemon
+            .wait_readable(std::time::Duration::from_millis(10))
+            .unwrap());
+        kernel.write_raw(&msg.encode()).unwrap();
+        assert!(daemon
+            .wait_readable(std::time::Duration::from_secs(5))
+            .unwrap());
     }
 }
