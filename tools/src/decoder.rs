@@ -539,8 +539,15 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
         if capture.ended {
             return Ok(());
         }
-        ioctl::decoder_cmd::<_, ()>(&self.device, DecoderCmd::stop())
-            .map_err(ioctl_err("DECODER_CMD(STOP)"))?;
+        match ioctl::decoder_cmd::<_, ()>(&self.device, DecoderCmd::stop()) {
+            // EBUSY: the decoder kept an earlier drain across the CAPTURE
+            // re-set-up; that one will end with LAST.
+            Ok(())
+            | Err(ioctl::IoctlConvertError::IoctlError(
+                ioctl::DecoderCmdIoctlError::DrainInProgress,
+            )) => {}
+            Err(e) => return Err(ioctl_err("DECODER_CMD(STOP)")(e)),
+        }
         self.drain = Drain::Sent;
         Ok(())
     }
@@ -714,6 +721,11 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
     fn reconfigure_capture(&mut self) -> Result<(), DecodeError> {
         self.release_capture()?;
         self.resolution_change_pending = false;
+        // STREAMOFF(CAPTURE) aborts a drain in progress (dev-decoder.rst):
+        // ask again once the new buffers stream.
+        if self.drain == Drain::Sent {
+            self.drain = Drain::NotYet;
+        }
         self.setup_capture()
     }
 
@@ -908,7 +920,15 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
                     plane.0.length = map.len() as u32;
                     qbuf.planes.push(plane);
                 }
-                ioctl::qbuf::<_, ()>(&self.device, qbuf).map_err(ioctl_err("QBUF(CAPTURE)"))?;
+                ioctl::qbuf::<_, ()>(&self.device, qbuf).map_err(|e| DecodeError::Ioctl {
+                    what: "QBUF(CAPTURE) of a dma-buf",
+                    cause: format!(
+                        "{e} (the driver could not use the buffer: a dma-contig driver \
+                         needs physically contiguous memory, e.g. --dma-heap \
+                         /dev/dma_heap/linux,cma)"
+                    )
+                    .into(),
+                })?;
             }
         }
         slot.queued = true;
@@ -922,6 +942,28 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
             let _ = ioctl::streamoff(&self.device, capture.queue);
         }
     }
+}
+
+/// A CMA heap if the system has one (contiguous: what dma-contig drivers
+/// can import), else the system heap, else None.
+pub fn default_dma_heap() -> Option<PathBuf> {
+    let mut heaps: Vec<PathBuf> = std::fs::read_dir("/dev/dma_heap")
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    heaps.sort();
+    let named = |p: &PathBuf, what: &str| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.contains(what))
+    };
+    heaps
+        .iter()
+        .find(|p| named(p, "cma") || named(p, "reserved"))
+        .or_else(|| heaps.iter().find(|p| named(p, "system")))
+        .or_else(|| heaps.first())
+        .cloned()
 }
 
 fn open_rw(path: &PathBuf) -> Result<File, DecodeError> {

@@ -192,10 +192,8 @@ fn run(args: Args) -> Result<bool> {
             format,
             capture_memory: match args.capture_memory {
                 MemoryArg::Mmap => CaptureMemory::Mmap,
-                MemoryArg::Dmabuf if Path::new("/dev/dma_heap/system").exists() => {
-                    CaptureMemory::DmaHeap("/dev/dma_heap/system".into())
-                }
-                MemoryArg::Dmabuf => CaptureMemory::Udmabuf,
+                MemoryArg::Dmabuf => daedalus_tools::decoder::default_dma_heap()
+                    .map_or(CaptureMemory::Udmabuf, CaptureMemory::DmaHeap),
             },
             stall_timeout: Duration::from_secs_f64(args.timeout.max(0.1)),
             ..Default::default()

@@ -117,8 +117,10 @@ struct Args {
     /// Where dmabuf CAPTURE buffers come from.
     #[arg(long, value_enum, default_value_t = DmabufSourceArg::Auto)]
     dmabuf_source: DmabufSourceArg,
-    #[arg(long, default_value = "/dev/dma_heap/system", value_name = "PATH")]
-    dma_heap: PathBuf,
+    /// The dma-heap; default: a CMA heap if there is one (contiguous memory,
+    /// which dma-contig drivers need), else /dev/dma_heap/system.
+    #[arg(long, value_name = "PATH")]
+    dma_heap: Option<PathBuf>,
     /// OUTPUT (bitstream) ring depth.
     #[arg(long, default_value_t = 8, value_name = "N")]
     output_buffers: u32,
@@ -169,23 +171,28 @@ impl FrameSink for Output {
 }
 
 fn capture_memory(args: &Args) -> Result<CaptureMemory> {
-    Ok(match (args.capture_memory, args.dmabuf_source) {
-        (MemoryArg::Mmap, _) => CaptureMemory::Mmap,
-        (MemoryArg::Dmabuf, DmabufSourceArg::Heap) => CaptureMemory::DmaHeap(args.dma_heap.clone()),
-        (MemoryArg::Dmabuf, DmabufSourceArg::Udmabuf) => CaptureMemory::Udmabuf,
-        (MemoryArg::Dmabuf, DmabufSourceArg::Auto) => {
-            if args.dma_heap.exists() {
-                CaptureMemory::DmaHeap(args.dma_heap.clone())
-            } else if Path::new("/dev/udmabuf").exists() {
-                CaptureMemory::Udmabuf
-            } else {
-                bail!(
-                    "--capture-memory dmabuf: neither {} nor /dev/udmabuf exists \
-                     (kernel without CONFIG_DMABUF_HEAPS_SYSTEM / CONFIG_UDMABUF?)",
-                    args.dma_heap.display()
-                )
-            }
+    let heap = args
+        .dma_heap
+        .clone()
+        .or_else(daedalus_tools::decoder::default_dma_heap);
+    Ok(match (args.capture_memory, args.dmabuf_source, heap) {
+        (MemoryArg::Mmap, _, _) => CaptureMemory::Mmap,
+        (MemoryArg::Dmabuf, DmabufSourceArg::Udmabuf, _) => CaptureMemory::Udmabuf,
+        (MemoryArg::Dmabuf, DmabufSourceArg::Heap | DmabufSourceArg::Auto, Some(heap)) => {
+            CaptureMemory::DmaHeap(heap)
         }
+        (MemoryArg::Dmabuf, DmabufSourceArg::Auto, None) if Path::new("/dev/udmabuf").exists() => {
+            CaptureMemory::Udmabuf
+        }
+        (MemoryArg::Dmabuf, _, None) => bail!(
+            "--capture-memory dmabuf: no dma-heap in /dev/dma_heap{} \
+             (kernel without CONFIG_DMABUF_HEAPS / CONFIG_UDMABUF?)",
+            if args.dmabuf_source == DmabufSourceArg::Auto {
+                " and no /dev/udmabuf"
+            } else {
+                ""
+            }
+        ),
     })
 }
 
