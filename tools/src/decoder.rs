@@ -924,8 +924,8 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
                     what: "QBUF(CAPTURE) of a dma-buf",
                     cause: format!(
                         "{e} (the driver could not use the buffer: a dma-contig driver \
-                         needs physically contiguous memory, e.g. --dma-heap \
-                         /dev/dma_heap/linux,cma)"
+                         needs physically contiguous memory: use a CMA heap, \
+                         --dma-heap /dev/dma_heap/linux,cma or .../reserved)"
                     )
                     .into(),
                 })?;

@@ -272,11 +272,13 @@ fn run(args: Args) -> Result<bool> {
                 v.left,
                 v.top,
                 report.capture_buffers,
-                if report.layouts.len() > 1 {
-                    format!(", {} resolution changes", report.layouts.len() - 1)
-                } else {
-                    String::new()
-                }
+                report.layouts[1..]
+                    .iter()
+                    .map(|l| format!(
+                        ", then {}x{} (visible {}x{})",
+                        l.width, l.height, l.visible.width, l.visible.height
+                    ))
+                    .collect::<String>()
             );
         }
     }
