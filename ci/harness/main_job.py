@@ -52,7 +52,7 @@ def guest_script(clips: list[dict], out: Path) -> str:
         lines += [
             f'echo "== ffmpeg -c:v {c["v4l2m2m"]} {name}"',
             f"if ffmpeg -nostdin -hide_banner -loglevel error -benchmark -c:v {c['v4l2m2m']} -i {c['path']} "
-            f"-fps_mode passthrough -autoscale 0 -pix_fmt {c['ref_pix_fmt']} -f rawvideo -y {raw} 2>&1 | tee /tmp/ff.log"
+            f"-fps_mode passthrough -noautoscale -pix_fmt {c['ref_pix_fmt']} -f rawvideo -y {raw} 2>&1 | tee /tmp/ff.log"
             f" && cmp {raw} {c['ref']}; then st=bit-exact; else st=FAILED; fail=1; fi",
             f"t=$(grep -Eo 'rtime=[0-9.]+' /tmp/ff.log | cut -d= -f2)",
             f'rates="$rates\\n  ffmpeg {c["v4l2m2m"]:13} {name:20} $(awk -v t="$t" \'BEGIN{{if (t>0) printf "%.1f fps", {c["total_frames"]}/t}}\')  $st"',

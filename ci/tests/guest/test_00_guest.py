@@ -23,7 +23,7 @@ def test_guest_userspace(target):
 
 
 def _compliance(target, dev: str) -> str:
-    res = target.run(f"v4l2-compliance -d {dev} 2>&1", timeout=300)
+    res = target.run(f"v4l2-compliance -C never -d {dev} 2>&1", timeout=300)
     m = re.search(r"Total for .*: (\d+), Succeeded: (\d+), Failed: (\d+), Warnings: (\d+)", res.stdout)
     assert m, res.stdout[-3000:]
     assert int(m.group(3)) == 0 and res.rc == 0, res.stdout[-3000:]
@@ -39,6 +39,6 @@ def test_reference_driver_compliance(target, module, driver):
         ).stdout.split()
         assert nodes, f"{module} registered no video node"
         summary = _compliance(target, nodes[0])
-        report.figure(f"v4l2-compliance {module} {nodes[0]}", summary.split(": ", 1)[1])
+        report.figure(f"v4l2-compliance {module} {nodes[0]}", summary.split(": ", 1)[1])  # "N, Succeeded: ..."
     finally:
         target.run(f"rmmod {module}", check=True)

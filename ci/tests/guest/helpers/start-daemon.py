@@ -16,6 +16,14 @@ import sys
 import time
 
 
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--log", required=True)
@@ -51,10 +59,11 @@ def main() -> int:
             proc.kill()
         return 1
     if os.fork() == 0:
-        # child: drain notifications until the daemon is gone
+        # child: drain notifications until the daemon is gone (it is not our
+        # child, so ask the kernel rather than Popen.poll)
         os.setsid()
         sock.settimeout(1)
-        while proc.poll() is None:
+        while _alive(proc.pid):
             try:
                 sock.recv(4096)
             except socket.timeout:
