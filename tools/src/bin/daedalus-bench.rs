@@ -79,6 +79,10 @@ struct Args {
     format: Option<FormatArg>,
     #[arg(long, value_enum, default_value_t = MemoryArg::Mmap)]
     capture_memory: MemoryArg,
+    /// OUTPUT ring depth on the device side. Device latency includes the
+    /// time a unit waits in this ring behind the ones queued before it.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    output_buffers: u32,
     /// PID of the daemon; default: the process named daedalus-v4l2d.
     #[arg(long)]
     daemon_pid: Option<u32>,
@@ -196,6 +200,7 @@ fn run(args: Args) -> Result<bool> {
                     .map_or(CaptureMemory::Udmabuf, CaptureMemory::DmaHeap),
             },
             stall_timeout: Duration::from_secs_f64(args.timeout.max(0.1)),
+            output_buffers: args.output_buffers,
             ..Default::default()
         };
         let (report, _) = Decoder::new(dev, info, &stream, config, CountingSink)?.run()?;
