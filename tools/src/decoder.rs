@@ -621,6 +621,9 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
             let last = buf.is_last();
             if bytesused > 0 {
                 self.emit_frame(index, &buf, dequeued_at)?;
+            } else if buf.has_error() && !last {
+                // A frame the decoder gave up on without any data.
+                self.report.error_frames += 1;
             }
             let capture = self.capture.as_mut().expect("capture ring exists");
             if last {
