@@ -164,9 +164,20 @@ pub enum DecodeError {
 fn ioctl_err<E: std::error::Error + Send + Sync + 'static>(
     what: &'static str,
 ) -> impl FnOnce(E) -> DecodeError {
-    move |e| DecodeError::Ioctl {
-        what,
-        cause: Box::new(e),
+    move |e| {
+        // The errnos a decoder without its backend gives, said in words.
+        let text = e.to_string();
+        let hint = if text.contains("ENODEV") {
+            " (the decoder has no backend: is daedalus-v4l2d running?)"
+        } else if text.contains("EIO") {
+            " (the decoder failed underneath: did its daemon die?)"
+        } else {
+            ""
+        };
+        DecodeError::Ioctl {
+            what,
+            cause: format!("{text}{hint}").into(),
+        }
     }
 }
 
