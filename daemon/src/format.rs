@@ -24,6 +24,13 @@ impl Depth {
         }
     }
 
+    pub fn bits(self) -> u32 {
+        match self {
+            Depth::Eight => 8,
+            Depth::Ten => 10,
+        }
+    }
+
     fn bytes(self) -> u64 {
         match self {
             Depth::Eight => 1,
@@ -146,10 +153,7 @@ impl StreamFormat {
             visible_top: 0,
             visible_width: self.width,
             visible_height: self.height,
-            bit_depth: match self.depth {
-                Depth::Eight => 8,
-                Depth::Ten => 10,
-            },
+            bit_depth: self.depth.bits(),
             colorspace: self.colorimetry.colorspace,
             xfer_func: self.colorimetry.xfer_func,
             ycbcr_enc: self.colorimetry.ycbcr_enc,
@@ -201,17 +205,15 @@ pub fn layout(cap: &Capture, fmt: &StreamFormat) -> Result<FrameLayout, String> 
         u64::from(cap.height).next_multiple_of(2),
     );
     let bpl = cap.bytesperline.map(u64::from);
-    let wanted = match fmt.depth {
-        Depth::Eight => {
-            matches!(cap.pixelformat, p if p == fourcc::NV12 || p == fourcc::NV12M || p == fourcc::YUV420)
-        }
-        Depth::Ten => cap.pixelformat == fourcc::P010,
+    let holds: &[u32] = match fmt.depth {
+        Depth::Eight => &[fourcc::NV12, fourcc::NV12M, fourcc::YUV420],
+        Depth::Ten => &[fourcc::P010],
     };
-    if !wanted {
+    if !holds.contains(&cap.pixelformat) {
         return Err(format!(
             "pixel format {} cannot hold {}-bit frames",
             fourcc::to_string(cap.pixelformat),
-            sample * 8 - if sample == 2 { 6 } else { 0 }
+            fmt.depth.bits()
         ));
     }
     if u64::from(cap.width) < w || buf_h < h {

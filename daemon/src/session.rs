@@ -331,7 +331,7 @@ impl Session {
                         self.id,
                         format.width,
                         format.height,
-                        if format.depth == Depth::Ten { 10 } else { 8 },
+                        format.depth.bits(),
                         if previous.is_some() { " (changed)" } else { "" }
                     );
                     self.reply(DaemonBody::Format(
