@@ -54,6 +54,7 @@ fn parse_args() -> Result<Option<Args>> {
 }
 
 fn run() -> Result<()> {
+    let signals = service::block_stop_signals()?;
     let Some(args) = parse_args()? else {
         return Ok(());
     };
@@ -78,7 +79,14 @@ fn run() -> Result<()> {
         _ => ffmpeg_next::util::log::Level::Fatal,
     });
     let converter = plugin::select(&config.plugin.path, config.plugin.self_test);
-    let service = service::Service::start(&config, converter)?;
+    let service = match service::Service::start(&config, converter, signals) {
+        Ok(s) => s,
+        Err(service::ServiceError::Stopped) => {
+            log::info!("stopped before the channel was connected");
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     service.run()?;
     Ok(())
 }

@@ -51,6 +51,8 @@ pub enum ServiceError {
     Poll(Errno),
     #[error("channel closed by the kernel (module unloaded?)")]
     Hangup,
+    #[error("stopped by a signal before the channel was connected")]
+    Stopped,
 }
 
 pub(crate) enum Command {
@@ -63,6 +65,42 @@ struct SessionHandle {
     thread: JoinHandle<()>,
     stats: Arc<SessionStats>,
     last_frames: u64,
+}
+
+/// Blocks SIGTERM and SIGINT and returns a signalfd for them. Called first
+/// thing in main (before FFmpeg or any session starts a thread, so every
+/// thread inherits the mask): a stop request during start-up (waiting for
+/// the device) is then a clean exit too, not death by signal.
+pub fn block_stop_signals() -> Result<SignalFd, ServiceError> {
+    let mut mask = SigSet::empty();
+    mask.add(Signal::SIGTERM);
+    mask.add(Signal::SIGINT);
+    mask.thread_block().map_err(ServiceError::Signals)?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(ServiceError::Signals)
+}
+
+/// Waits up to `timeout` for a stop signal; true if one arrived.
+fn stop_requested(signals: &SignalFd, timeout: Duration) -> Result<bool, ServiceError> {
+    let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+    match poll(
+        &mut fds,
+        PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+    ) {
+        Ok(_) | Err(Errno::EINTR) => {}
+        Err(e) => return Err(ServiceError::Poll(e)),
+    }
+    if fds[0]
+        .revents()
+        .is_some_and(|r| r.contains(PollFlags::POLLIN))
+    {
+        if let Ok(Some(info)) = signals.read_signal() {
+            log::info!("signal {}: shutting down", info.ssi_signo);
+        }
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 /// The codecs to announce: configured and present in the linked FFmpeg.
@@ -86,7 +124,7 @@ pub fn announced_codecs(config: &Config) -> Vec<Codec> {
 
 /// Opens the channel, retrying while the device is absent, up to the
 /// configured wait.
-fn open_channel(config: &Config) -> Result<Channel, ServiceError> {
+fn open_channel(config: &Config, signals: &SignalFd) -> Result<Channel, ServiceError> {
     let start = Instant::now();
     let wait = config.device_wait();
     let mut logged = false;
@@ -115,9 +153,10 @@ fn open_channel(config: &Config) -> Result<Channel, ServiceError> {
                     );
                     logged = true;
                 }
-                std::thread::sleep(
-                    Duration::from_millis(100).min(wait.saturating_sub(start.elapsed())),
-                );
+                let pause = Duration::from_millis(100).min(wait.saturating_sub(start.elapsed()));
+                if stop_requested(signals, pause)? {
+                    return Err(ServiceError::Stopped);
+                }
             }
             Err(e) => return Err(e.into()),
         }
@@ -172,6 +211,7 @@ pub(crate) fn session_thread(
 }
 
 pub struct Service {
+    signals: SignalFd,
     channel: Arc<Channel>,
     converter: Arc<dyn Converter>,
     session_config: SessionConfig,
@@ -181,12 +221,16 @@ pub struct Service {
 
 impl Service {
     /// Opens the channel and says HELLO.
-    pub fn start(config: &Config, converter: Arc<dyn Converter>) -> Result<Service, ServiceError> {
+    pub fn start(
+        config: &Config,
+        converter: Arc<dyn Converter>,
+        signals: SignalFd,
+    ) -> Result<Service, ServiceError> {
         let codecs = announced_codecs(config);
         if codecs.is_empty() {
             return Err(ServiceError::NoCodecs(config.decoder.codecs.clone()));
         }
-        let channel = open_channel(config)?;
+        let channel = open_channel(config, &signals)?;
         let fourccs: Vec<u32> = codecs.iter().map(|c| c.fourcc()).collect();
         let hello = channel.hello(&fourccs)?;
         log::info!(
@@ -197,6 +241,7 @@ impl Service {
             codecs
         );
         Ok(Service {
+            signals,
             channel: Arc::new(channel),
             converter,
             session_config: SessionConfig {
@@ -322,15 +367,6 @@ impl Service {
 
     /// Serves the channel until SIGTERM/SIGINT.
     pub fn run(mut self) -> Result<(), ServiceError> {
-        let mut mask = SigSet::empty();
-        mask.add(Signal::SIGTERM);
-        mask.add(Signal::SIGINT);
-        // Blocked before any session thread starts, so every thread inherits
-        // the mask and the signals are only seen through the signalfd.
-        mask.thread_block().map_err(ServiceError::Signals)?;
-        let signals = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
-            .map_err(ServiceError::Signals)?;
-
         let watchdog = sd_notify::watchdog_enabled();
         notify(&[
             sd_notify::NotifyState::Ready,
@@ -356,7 +392,7 @@ impl Service {
             let (chan_ev, sig_ev) = {
                 let mut fds = [
                     PollFd::new(self.channel.as_fd(), PollFlags::POLLIN),
-                    PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.signals.as_fd(), PollFlags::POLLIN),
                 ];
                 match poll(&mut fds, timeout) {
                     Ok(_) | Err(Errno::EINTR) => {}
@@ -368,7 +404,7 @@ impl Service {
                 )
             };
             if sig_ev.contains(PollFlags::POLLIN) {
-                if let Ok(Some(info)) = signals.read_signal() {
+                if let Ok(Some(info)) = self.signals.read_signal() {
                     log::info!("signal {}: shutting down", info.ssi_signo);
                 }
                 break Ok(());

@@ -94,3 +94,39 @@ fn unknown_argument_is_an_error() {
     let out = daemon().arg("--frobnicate").output().unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn sigterm_while_waiting_for_the_device_is_a_clean_exit() {
+    let path = config(
+        "wait.toml",
+        "device = \"/nonexistent/daedalus-v4l2\"\n[timeouts]\ndevice_wait_ms = 20000\n",
+    );
+    let mut child = daemon()
+        .arg("--config")
+        .arg(&path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let start = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?} to stop",
+        start.elapsed()
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stopped before the channel was connected")
+    );
+}
