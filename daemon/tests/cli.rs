@@ -101,7 +101,7 @@ fn sigterm_while_waiting_for_the_device_is_a_clean_exit() {
         "wait.toml",
         "device = \"/nonexistent/daedalus-v4l2\"\n[timeouts]\ndevice_wait_ms = 20000\n",
     );
-    let mut child = daemon()
+    let child = daemon()
         .arg("--config")
         .arg(&path)
         .stderr(std::process::Stdio::piped())
