@@ -141,6 +141,12 @@ pub fn probe(path: &Path, device: &Device) -> Result<DecoderInfo, DeviceError> {
             info.raw_formats.push(desc.pixelformat.to_fourcc());
         }
     }
+    if info.coded_formats.is_empty() || (raw_output && info.raw_formats.is_empty()) {
+        return Err(DeviceError::NotDecoder {
+            path: path.to_path_buf(),
+            driver: info.driver,
+        });
+    }
     // A stateful decoder's OUTPUT queue does not take requests; a stateless one's does.
     let output_caps: Result<ioctl::BufferCapabilities, _> = ioctl::reqbufs(
         device,
@@ -151,12 +157,6 @@ pub fn probe(path: &Path, device: &Device) -> Result<DecoderInfo, DeviceError> {
     );
     if output_caps.is_ok_and(|c| c.contains(ioctl::BufferCapabilities::SUPPORTS_REQUESTS)) {
         return Err(DeviceError::Stateless {
-            path: path.to_path_buf(),
-            driver: info.driver,
-        });
-    }
-    if info.coded_formats.is_empty() || (raw_output && info.raw_formats.is_empty()) {
-        return Err(DeviceError::NotDecoder {
             path: path.to_path_buf(),
             driver: info.driver,
         });
