@@ -160,6 +160,8 @@ struct FakeKernel {
     empty_frames: usize,
     error_frames: usize,
     session_errors: usize,
+    /// Copy every frame out for comparison (off for the benchmark).
+    read_back: bool,
 }
 
 fn quiet_ffmpeg() {
@@ -227,6 +229,7 @@ impl FakeKernel {
             empty_frames: 0,
             error_frames: 0,
             session_errors: 0,
+            read_back: true,
         };
         k.allocate_capture(cap);
         k
@@ -392,7 +395,11 @@ impl FakeKernel {
                             flags: fd.flags,
                             width: f.width,
                             height: f.height,
-                            data: self.read_frame(&cap, &f),
+                            data: if self.read_back {
+                                self.read_frame(&cap, &f)
+                            } else {
+                                Vec::new()
+                            },
                         });
                         self.delivered_in_epoch = true;
                     }
@@ -1190,5 +1197,58 @@ fn a_panic_in_a_session_thread_becomes_session_error() {
             .any(|m| matches!(m.body, DaemonBody::SessionError { error: -5 })),
         "SESSION_ERROR(-EIO) reported: {sent:?}"
     );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Benchmark, not a check: prints decode rates of a 1080p H.264 stream with
+/// FFmpeg alone and through a session (decode + write into memfd CAPTURE
+/// buffers + replies). Run: `cargo test --release -p daedalus-v4l2d -- --ignored --nocapture session_overhead`.
+#[test]
+#[ignore = "benchmark: prints figures"]
+fn session_overhead_benchmark() {
+    use crate::decoder::{Decoder, Received, Sent};
+    use std::time::Instant;
+    if !have_ffmpeg() {
+        eprintln!("SKIPPED: no ffmpeg CLI");
+        return;
+    }
+    let dir = tmpdir("bench");
+    let Some(stream) = h264_stream(&dir, "1920x1080", 120) else {
+        return;
+    };
+    let packets = demux(&stream);
+    quiet_ffmpeg();
+
+    let start = Instant::now();
+    let mut dec = Decoder::open(Codec::H264, 2).unwrap();
+    let mut frames = 0;
+    let mut drain = |dec: &mut Decoder, frames: &mut usize| loop {
+        match dec.receive() {
+            Received::Frame(_) => *frames += 1,
+            _ => break,
+        }
+    };
+    for p in &packets {
+        while let Sent::Again = dec.send(&p.data, p.pts as i64) {
+            drain(&mut dec, &mut frames);
+        }
+        drain(&mut dec, &mut frames);
+    }
+    dec.send_eof();
+    drain(&mut dec, &mut frames);
+    let ffmpeg_only = frames as f64 / start.elapsed().as_secs_f64();
+
+    let start = Instant::now();
+    let mut k = FakeKernel::new(Codec::H264, nv12(1920, 1080));
+    k.read_back = false;
+    k.run(&packets, true);
+    let session = k.frames.len() as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "1080p H.264, {} frames, 2 FFmpeg threads, {}:",
+        packets.len(),
+        Cpu::default().name()
+    );
+    println!("  FFmpeg decode only:            {ffmpeg_only:7.1} fps");
+    println!("  session (decode+write+replies): {session:7.1} fps");
     let _ = std::fs::remove_dir_all(dir);
 }
