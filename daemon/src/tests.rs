@@ -1222,10 +1222,9 @@ fn session_overhead_benchmark() {
     let start = Instant::now();
     let mut dec = Decoder::open(Codec::H264, 2).unwrap();
     let mut frames = 0;
-    let mut drain = |dec: &mut Decoder, frames: &mut usize| loop {
-        match dec.receive() {
-            Received::Frame(_) => *frames += 1,
-            _ => break,
+    let drain = |dec: &mut Decoder, frames: &mut usize| {
+        while let Received::Frame(_) = dec.receive() {
+            *frames += 1;
         }
     };
     for p in &packets {
