@@ -179,14 +179,14 @@ pub fn open_decoder(path: &Path, codec: Codec) -> Result<(Device, DecoderInfo), 
     Ok((device, info))
 }
 
-fn video_nodes() -> Vec<PathBuf> {
+fn numbered_nodes(prefix: &str) -> Vec<PathBuf> {
     let mut nodes: Vec<(u32, PathBuf)> = std::fs::read_dir("/dev")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|entry| {
             let name = entry.file_name().into_string().ok()?;
-            let n = name.strip_prefix("video")?.parse().ok()?;
+            let n = name.strip_prefix(prefix)?.parse().ok()?;
             Some((n, entry.path()))
         })
         .collect();
@@ -194,13 +194,60 @@ fn video_nodes() -> Vec<PathBuf> {
     nodes.into_iter().map(|(_, p)| p).collect()
 }
 
-/// Walks /dev/video* for a decoder whose QUERYCAP driver is `driver` and
-/// which decodes `codec` (a driver may register several nodes, e.g.
-/// vicodec's encoder and decoder).
+/// The /dev node of a character device, from sysfs.
+fn char_device_node(major: u32, minor: u32) -> Option<PathBuf> {
+    let uevent = std::fs::read_to_string(format!("/sys/dev/char/{major}:{minor}/uevent")).ok()?;
+    let name = uevent.lines().find_map(|l| l.strip_prefix("DEVNAME="))?;
+    Some(Path::new("/dev").join(name))
+}
+
+/// Video nodes of the media devices whose driver is `driver`.
+fn media_controller_nodes(driver: &str) -> Vec<PathBuf> {
+    numbered_nodes("media")
+        .into_iter()
+        .filter_map(|m| std::fs::File::open(m).ok())
+        .filter_map(|f| crate::sys::media_video_interfaces(&f).ok())
+        .filter(|(name, _)| name == driver)
+        .flat_map(|(_, nodes)| nodes)
+        .filter_map(|(major, minor)| char_device_node(major, minor))
+        .collect()
+}
+
+/// Every V4L2 video node: the media controllers' video interfaces first
+/// (tagged with their media driver), then the rest of /dev/video*.
+pub fn all_video_nodes() -> Vec<(PathBuf, Option<String>)> {
+    let mut nodes: Vec<(PathBuf, Option<String>)> = numbered_nodes("media")
+        .into_iter()
+        .filter_map(|m| std::fs::File::open(m).ok())
+        .filter_map(|f| crate::sys::media_video_interfaces(&f).ok())
+        .flat_map(|(name, nodes)| {
+            nodes.into_iter().filter_map(move |(major, minor)| {
+                Some((char_device_node(major, minor)?, Some(name.clone())))
+            })
+        })
+        .collect();
+    for node in numbered_nodes("video") {
+        if !nodes.iter().any(|(p, _)| *p == node) {
+            nodes.push((node, None));
+        }
+    }
+    nodes
+}
+
+/// Finds a decoder whose QUERYCAP driver is `driver` and which decodes
+/// `codec`: first among the video interfaces of that driver's media
+/// controller, then walking /dev/video* (a driver may register several
+/// nodes, e.g. vicodec's encoder and decoders).
 pub fn find_decoder(driver: &str, codec: Codec) -> Result<(Device, DecoderInfo), DeviceError> {
     let mut seen = Vec::new();
     let mut codec_error = None;
-    for path in video_nodes() {
+    let mut candidates = media_controller_nodes(driver);
+    for node in numbered_nodes("video") {
+        if !candidates.contains(&node) {
+            candidates.push(node);
+        }
+    }
+    for path in candidates {
         let Ok(device) = open(&path) else { continue };
         let name = device.caps().driver.clone();
         if name != driver {

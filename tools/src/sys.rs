@@ -111,3 +111,109 @@ pub fn clock_ticks_per_second() -> u64 {
     let ticks = unsafe { nix::libc::sysconf(nix::libc::_SC_CLK_TCK) };
     u64::try_from(ticks).ok().filter(|&t| t > 0).unwrap_or(100)
 }
+
+/// struct media_device_info (linux/media.h).
+#[repr(C)]
+struct MediaDeviceInfo {
+    driver: [u8; 16],
+    model: [u8; 32],
+    serial: [u8; 40],
+    bus_info: [u8; 32],
+    media_version: u32,
+    hw_revision: u32,
+    driver_version: u32,
+    reserved: [u32; 31],
+}
+
+/// struct media_v2_topology (linux/media.h); only interfaces are asked for.
+#[repr(C)]
+#[derive(Default)]
+struct MediaV2Topology {
+    topology_version: u64,
+    num_entities: u32,
+    reserved1: u32,
+    ptr_entities: u64,
+    num_interfaces: u32,
+    reserved2: u32,
+    ptr_interfaces: u64,
+    num_pads: u32,
+    reserved3: u32,
+    ptr_pads: u64,
+    num_links: u32,
+    reserved4: u32,
+    ptr_links: u64,
+}
+
+/// struct media_v2_interface (linux/media.h), the devnode view of its union.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct MediaV2Interface {
+    id: u32,
+    intf_type: u32,
+    flags: u32,
+    reserved: [u32; 9],
+    devnode_major: u32,
+    devnode_minor: u32,
+    raw_rest: [u32; 14],
+}
+
+const MEDIA_INTF_T_V4L_VIDEO: u32 = 0x200;
+
+nix::ioctl_readwrite!(media_ioc_device_info, b'|', 0x00, MediaDeviceInfo);
+nix::ioctl_readwrite!(media_ioc_g_topology, b'|', 0x04, MediaV2Topology);
+
+/// The driver name of a media device and the (major, minor) of its V4L2
+/// video interfaces.
+pub fn media_video_interfaces(media: &File) -> Result<(String, Vec<(u32, u32)>), Errno> {
+    // SAFETY: MediaDeviceInfo is plain old data; all zeroes is a valid value.
+    let mut info: MediaDeviceInfo = unsafe { std::mem::zeroed() };
+    // SAFETY: `media` is open and `info` is a live media_device_info the
+    // kernel fills.
+    unsafe { media_ioc_device_info(media.as_raw_fd(), &mut info) }?;
+    let end = info
+        .driver
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(info.driver.len());
+    let driver = String::from_utf8_lossy(&info.driver[..end]).into_owned();
+
+    // First call: counts only (null pointers); second: the interfaces. The
+    // topology may grow in between: the kernel then returns ENOSPC, retry.
+    for _ in 0..4 {
+        let mut topology = MediaV2Topology::default();
+        // SAFETY: all pointers are null, so the kernel only writes counts
+        // and the version into `topology`.
+        unsafe { media_ioc_g_topology(media.as_raw_fd(), &mut topology) }?;
+        let mut interfaces = vec![MediaV2Interface::default(); topology.num_interfaces as usize];
+        let count = topology.num_interfaces;
+        topology = MediaV2Topology {
+            num_interfaces: count,
+            ptr_interfaces: interfaces.as_mut_ptr() as u64,
+            ..Default::default()
+        };
+        // SAFETY: ptr_interfaces points at `count` writable, correctly laid
+        // out media_v2_interface entries that outlive the call; the other
+        // pointers are null.
+        match unsafe { media_ioc_g_topology(media.as_raw_fd(), &mut topology) } {
+            Ok(_) => {
+                let n = (topology.num_interfaces as usize).min(interfaces.len());
+                let nodes = interfaces[..n]
+                    .iter()
+                    .filter(|i| i.intf_type == MEDIA_INTF_T_V4L_VIDEO)
+                    .map(|i| (i.devnode_major, i.devnode_minor))
+                    .collect();
+                return Ok((driver, nodes));
+            }
+            Err(Errno::ENOSPC) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Errno::EAGAIN)
+}
+
+// The layouts above must match the UAPI to the byte.
+const _: () = assert!(std::mem::size_of::<MediaDeviceInfo>() == 256);
+const _: () = assert!(std::mem::size_of::<MediaV2Topology>() == 72);
+const _: () = assert!(std::mem::size_of::<MediaV2Interface>() == 112);
+const _: () = assert!(std::mem::size_of::<DmaHeapAllocationData>() == 24);
+const _: () = assert!(std::mem::size_of::<UdmabufCreate>() == 24);

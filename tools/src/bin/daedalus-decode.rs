@@ -82,7 +82,12 @@ enum DmabufSourceArg {
 #[command(version)]
 struct Args {
     /// Input bitstream (.ivf, .h264/.264, .hevc/.h265, .fwht).
-    input: PathBuf,
+    #[arg(required_unless_present = "list")]
+    input: Option<PathBuf>,
+    /// List the V4L2 video nodes (media controller first), what they are and
+    /// what they decode, then exit.
+    #[arg(long)]
+    list: bool,
     /// Decoder node; default: the first /dev/video* whose driver is --driver.
     #[arg(short, long, value_name = "DEV")]
     device: Option<PathBuf>,
@@ -196,8 +201,36 @@ fn capture_memory(args: &Args) -> Result<CaptureMemory> {
     })
 }
 
+fn list() -> bool {
+    let nodes = device::all_video_nodes();
+    if nodes.is_empty() {
+        println!("no V4L2 video nodes");
+    }
+    for (path, media_driver) in nodes {
+        let via = media_driver.map_or(String::new(), |d| format!(" [media controller {d}]"));
+        match device::open(&path).and_then(|dev| device::probe(&path, &dev)) {
+            Ok(info) => println!(
+                "{}: {} ({}) stateful decoder{via}: {} -> {}",
+                path.display(),
+                info.driver,
+                info.card,
+                device::fourcc_list(&info.coded_formats),
+                device::fourcc_list(&info.raw_formats)
+            ),
+            Err(e) => println!("{}: {e}{via}", path.display()),
+        }
+    }
+    true
+}
+
 fn run(args: Args) -> Result<bool> {
-    let stream = stream::open(&args.input, args.codec.map(Codec::from))?;
+    if args.list {
+        return Ok(list());
+    }
+    let Some(input) = args.input.clone() else {
+        bail!("no input file");
+    };
+    let stream = stream::open(&input, args.codec.map(Codec::from))?;
     if args.seek == Some(0) {
         bail!("--seek 0 is the start of the stream; give a later access unit");
     }
@@ -216,7 +249,7 @@ fn run(args: Args) -> Result<bool> {
     if !args.quiet {
         eprintln!(
             "daedalus-decode: {} ({} access units, {}) on {} ({}, {})",
-            args.input.display(),
+            input.display(),
             stream.units.len(),
             stream.codec,
             info.path.display(),
