@@ -25,7 +25,7 @@ def guest_script(clips: list[dict], out: Path) -> str:
     bin_ = r / "target/trixie/release"
     q = shlex.quote
     lines = [
-        "set -u", "fail=0",
+        "set -u -o pipefail", "fail=0",
         f"mkdir -p {q(str(out))}",
         'echo "== loading the module"',
         f"modprobe -a {' '.join(DEPENDENCIES)} && insmod {r}/kernel/daedalus_v4l2.ko || exit 10",
@@ -51,9 +51,10 @@ def guest_script(clips: list[dict], out: Path) -> str:
         name, raw = c["name"], f"/tmp/{c['name']}.ffmpeg.raw"
         lines += [
             f'echo "== ffmpeg -c:v {c["v4l2m2m"]} {name}"',
-            f"if ffmpeg -nostdin -hide_banner -loglevel error -benchmark -c:v {c['v4l2m2m']} -i {c['path']} "
-            f"-fps_mode passthrough -noautoscale -pix_fmt {c['ref_pix_fmt']} -f rawvideo -y {raw} 2>&1 | tee /tmp/ff.log"
+            f"if ffmpeg -nostdin -hide_banner -nostats -loglevel info -benchmark -c:v {c['v4l2m2m']} -i {c['path']} "
+            f"-fps_mode passthrough -noautoscale -pix_fmt {c['ref_pix_fmt']} -f rawvideo -y {raw} >/tmp/ff.log 2>&1"
             f" && cmp {raw} {c['ref']}; then st=bit-exact; else st=FAILED; fail=1; fi",
+            '[ "$st" = FAILED ] && tail -5 /tmp/ff.log',
             f"t=$(grep -Eo 'rtime=[0-9.]+' /tmp/ff.log | cut -d= -f2)",
             f'rates="$rates\\n  ffmpeg {c["v4l2m2m"]:13} {name:20} $(awk -v t="$t" \'BEGIN{{if (t>0) printf "%.1f fps", {c["total_frames"]}/t}}\')  $st"',
         ]

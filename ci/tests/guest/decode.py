@@ -18,7 +18,8 @@ def daedalus_decode(stack: Stack, device: str, stream: dict, out: str | None = N
 def ffmpeg_v4l2m2m(stream: dict, out: str) -> str:
     # -noautoscale: frames keep their decoded size across a resolution change
     # (FFmpeg would otherwise scale them to the first size).
-    return (f"ffmpeg -nostdin -hide_banner -loglevel error -benchmark -c:v {stream['v4l2m2m']} "
+    # -benchmark's "bench: ... rtime=" line is an info-level message
+    return (f"ffmpeg -nostdin -hide_banner -nostats -loglevel info -benchmark -c:v {stream['v4l2m2m']} "
             f"-i {stream['path']} -fps_mode passthrough -noautoscale -pix_fmt {stream['ref_pix_fmt']} "
             f"-f rawvideo -y {out}")
 
