@@ -96,7 +96,7 @@ def qemu_parts(cfg: GuestConfig, mode: str, cmd_file: Path | None, accel: str) -
         "kernel": str(kdir / "bzImage"),
         "cpu": os.environ.get("DAEDALUS_KVM_CPU", "host") if accel == "kvm" else "max",
         "memory": f"{cfg.memory_mb}M",
-        "machine": "q35",
+        "machine": os.environ.get("DAEDALUS_QEMU_MACHINE", "q35"),
         "extra_args": args,
         "append": " ".join(append),
     }
