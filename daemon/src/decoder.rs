@@ -109,6 +109,78 @@ impl Decoder {
     }
 }
 
+/// What the stream headers say, before the frame-threaded decoder has
+/// returned a frame.
+pub struct ProbedFormat {
+    pub width: u32,
+    pub height: u32,
+    pub pixel: ffmpeg_next::format::Pixel,
+    pub primaries: ffmpeg_next::color::Primaries,
+    pub transfer: ffmpeg_next::color::TransferCharacteristic,
+    pub space: ffmpeg_next::color::Space,
+    pub range: ffmpeg_next::color::Range,
+}
+
+/// A single-threaded decoder of the same codec that sees the first packets
+/// only, to learn the stream format from its headers. The frame-threaded
+/// decoder reports its format with its first frame, which comes several
+/// packets late (one per thread, plus reordering); the stateful decoder spec
+/// wants the source-change event once the headers are parsed, and clients
+/// (v4l2-compliance among them) may queue only a few OUTPUT buffers until it
+/// arrives.
+pub struct HeaderProbe {
+    inner: ffmpeg_next::decoder::Video,
+    packets: u32,
+}
+
+/// Packets a probe may see before it gives up (the main decoder's first frame
+/// then announces the format).
+const PROBE_PACKETS: u32 = 8;
+
+impl HeaderProbe {
+    pub fn open(codec: Codec) -> Result<HeaderProbe, DecoderError> {
+        let name = codec.ffmpeg_decoder();
+        let found = ffmpeg_next::decoder::find_by_name(name).ok_or(DecoderError::Missing(name))?;
+        let mut ctx = codec::Context::new_with_codec(found);
+        ctx.set_threading(threading::Config {
+            kind: threading::Type::Slice,
+            count: 1,
+            ..Default::default()
+        });
+        let inner = ctx
+            .decoder()
+            .open_as(found)
+            .and_then(|o| o.video())
+            .map_err(|source| Decoder::open_error(name, source))?;
+        Ok(HeaderProbe { inner, packets: 0 })
+    }
+
+    /// Feeds one packet; Some once the headers gave size and pixel format.
+    /// Errors are not reported: the main decoder sees the same packet.
+    pub fn probe(&mut self, data: &[u8]) -> Option<ProbedFormat> {
+        self.packets += 1;
+        let _ = self.inner.send_packet(&Packet::copy(data));
+        let mut f = frame::Video::empty();
+        while self.inner.receive_frame(&mut f).is_ok() {}
+        let d = &self.inner;
+        (d.width() > 0 && d.height() > 0 && d.format() != ffmpeg_next::format::Pixel::None).then(
+            || ProbedFormat {
+                width: d.width(),
+                height: d.height(),
+                pixel: d.format(),
+                primaries: d.color_primaries(),
+                transfer: d.color_transfer_characteristic(),
+                space: d.color_space(),
+                range: d.color_range(),
+            },
+        )
+    }
+
+    pub fn exhausted(&self) -> bool {
+        self.packets >= PROBE_PACKETS
+    }
+}
+
 fn classify(r: Result<(), Error>) -> Sent {
     match r {
         Ok(()) => Sent::Taken,

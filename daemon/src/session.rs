@@ -16,7 +16,7 @@
 use crate::buffers::BufferCache;
 use crate::config::Codec;
 use crate::convert::Converter;
-use crate::decoder::{Decoder, DecoderError, Received, Sent};
+use crate::decoder::{Decoder, DecoderError, HeaderProbe, ProbedFormat, Received, Sent};
 use crate::format::{layout, Colorimetry, Depth, StreamFormat};
 use crate::transport::Transport;
 use crate::writer::write_frame;
@@ -103,6 +103,9 @@ pub struct Session {
     config: SessionConfig,
     stats: Arc<SessionStats>,
     decoder: Decoder,
+    /// Until the format is announced: learns it from the headers (see
+    /// HeaderProbe); None once announced, given up, or unavailable.
+    probe: Option<HeaderProbe>,
     input: VecDeque<Input>,
     pending: VecDeque<Pending>,
     free: VecDeque<Capture>,
@@ -136,6 +139,9 @@ impl Session {
             SessionError::UnknownCodec(daedalus_proto::fourcc::to_string(open.coded_format))
         })?;
         let decoder = Decoder::open(codec, config.threads)?;
+        let probe = HeaderProbe::open(codec)
+            .map_err(|e| log::debug!("session {id}: no header probe ({e})"))
+            .ok();
         log::info!(
             "session {id}: {} ({}), hint {}x{}",
             daedalus_proto::fourcc::to_string(open.coded_format),
@@ -150,6 +156,7 @@ impl Session {
             config,
             stats,
             decoder,
+            probe,
             input: VecDeque::new(),
             pending: VecDeque::new(),
             free: VecDeque::new(),
@@ -634,6 +641,55 @@ impl Session {
             return None;
         }
         let decoder = &mut self.decoder;
-        Some(mapping.with_cpu_access(|m| decoder.send(&m.bytes()[..n], b.timestamp_ns as i64)))
+        let probe = if self.announced.is_none() {
+            self.probe.as_mut()
+        } else {
+            None
+        };
+        let (sent, probed) = mapping.with_cpu_access(|m| {
+            let bytes = &m.bytes()[..n];
+            let probed = probe.and_then(|p| p.probe(bytes));
+            (decoder.send(bytes, b.timestamp_ns as i64), probed)
+        });
+        self.announce_probed(probed);
+        Some(sent)
+    }
+
+    /// Announces the format the header probe found, ahead of the first frame.
+    fn announce_probed(&mut self, probed: Option<ProbedFormat>) {
+        let Some(p) = probed else {
+            if self.announced.is_some() || self.probe.as_ref().is_some_and(|p| p.exhausted()) {
+                self.probe = None;
+            }
+            return;
+        };
+        self.probe = None;
+        // an unsupported or out-of-range stream is reported by the frame path
+        let Some(depth) = Depth::of(p.pixel) else {
+            return;
+        };
+        if self.announced.is_some()
+            || !(MIN_SIZE..=MAX_SIZE).contains(&p.width)
+            || !(MIN_SIZE..=MAX_SIZE).contains(&p.height)
+        {
+            return;
+        }
+        let format = StreamFormat {
+            width: p.width,
+            height: p.height,
+            depth,
+            colorimetry: Colorimetry::from_ffmpeg(p.primaries, p.transfer, p.space, p.range),
+        };
+        log::info!(
+            "session {}: format {}x{} {}-bit (from the headers)",
+            self.id,
+            format.width,
+            format.height,
+            format.depth.bits()
+        );
+        self.announced = Some(format);
+        self.reply(DaemonBody::Format(
+            format.message(self.output_epoch, MIN_CAPTURE_BUFFERS),
+        ));
     }
 }

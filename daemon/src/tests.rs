@@ -1251,3 +1251,30 @@ fn session_overhead_benchmark() {
     println!("  session (decode+write+replies): {session:7.1} fps");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn format_is_announced_from_the_headers_of_the_first_packet() {
+    if !have_ffmpeg() {
+        eprintln!("SKIPPED: no ffmpeg CLI");
+        return;
+    }
+    let dir = tmpdir("early-format");
+    let Some(stream) = h264_stream(&dir, "320x240", 10) else {
+        return;
+    };
+    let packets = demux(&stream);
+    // Frame threading and B-frame reordering keep the first frame back for
+    // several packets; the source change must not wait for it.
+    let mut k = FakeKernel::new(Codec::H264, nv12(320, 240));
+    assert!(k.queue_packet(&packets[0].data, packets[0].pts));
+    k.session.pump();
+    k.process();
+    assert_eq!(k.formats.len(), 1, "FORMAT right after the first packet");
+    assert_eq!((k.formats[0].width, k.formats[0].height), (320, 240));
+    assert!(k.frames.is_empty(), "no frame can be out after one packet");
+    // the rest decodes as usual, with no second FORMAT
+    k.run(&packets[1..], true);
+    assert_eq!(k.formats.len(), 1);
+    assert_eq!(k.frames.len(), 10);
+    let _ = std::fs::remove_dir_all(dir);
+}

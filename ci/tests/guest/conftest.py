@@ -68,3 +68,19 @@ def running(stack):
     yield devs
     if stack.daemon_pid() is None:
         pytest.fail("daedalus-v4l2d died during the test:\n" + stack.log_tail())
+
+
+@pytest.fixture
+def compliance_running(stack, running):
+    """Like `running`, with the daemon announcing only the coded formats
+    v4l2-compliance 1.30.1 knows (see daedalus-v4l2d.compliance.toml)."""
+    default = stack.config
+    stack.stop_daemon()
+    stack.config = f"{stack.t.repo}/ci/tests/guest/daedalus-v4l2d.compliance.toml"
+    try:
+        stack.start_daemon()
+        yield running
+    finally:
+        stack.stop_daemon()
+        stack.config = default
+        stack.start_daemon()

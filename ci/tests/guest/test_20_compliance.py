@@ -14,8 +14,8 @@ def _run(target, args: str, label: str) -> None:
     assert int(m.group(3)) == 0 and res.rc == 0, f"{fails}\n---\n{res.stdout[-3000:]}"
 
 
-def test_compliance_video(target, running):
-    _run(target, f"-d {running.video}", "video node")
+def test_compliance_video(target, compliance_running):
+    _run(target, f"-d {compliance_running.video}", "video node")
 
 
 def test_compliance_media(target, running):

@@ -70,12 +70,12 @@ def test_v4l2ctl_stream_bit_exact(target, running, manifest, name):
 
 
 @pytest.mark.parametrize("fourcc", sorted(COMPLIANCE_STREAMS))
-def test_compliance_streaming(target, running, manifest, fourcc):
+def test_compliance_streaming(target, compliance_running, manifest, fourcc):
     stream = manifest[COMPLIANCE_STREAMS[fourcc]]
     hdr = _hdr_file(target, stream)
     res = target.run(
-        f"v4l2-ctl -d {running.video} --set-fmt-video-out=pixelformat={fourcc} && "
-        f"v4l2-compliance -C never -d {running.video} -s --stream-from-hdr={hdr} 2>&1", timeout=900)
+        f"v4l2-ctl -d {compliance_running.video} --set-fmt-video-out=pixelformat={fourcc} && "
+        f"v4l2-compliance -C never -d {compliance_running.video} -s --stream-from-hdr={hdr} 2>&1", timeout=900)
     target.run(f"rm -f {hdr}")
     m = re.search(r"Total for .*: (\d+), Succeeded: (\d+), Failed: (\d+), Warnings: (\d+)", res.stdout)
     assert m, res.stdout[-4000:]
