@@ -145,6 +145,8 @@ struct daedalus_ctx {
 	bool stream_known;		/* the daemon sent a FORMAT */
 	struct daedalus_d2k_format stream;
 	bool change_end_allowed;	/* FORMAT since the last CAPTURE streamon */
+	bool change_end_sent;		/* CHANGE_END since the last CAPTURE streamon */
+	bool drain_after_change;	/* re-drain at the next CAPTURE streamon */
 };
 
 static inline struct daedalus_ctx *fh_to_ctx(struct v4l2_fh *fh)

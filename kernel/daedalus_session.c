@@ -607,8 +607,10 @@ static int daedalus_on_frame_done(struct daedalus_ctx *ctx,
 		}
 		return 0;
 	}
-	if (fd->flags & DAEDALUS_FRAME_F_CHANGE_END)
+	if (fd->flags & DAEDALUS_FRAME_F_CHANGE_END) {
 		vbuf->flags |= V4L2_BUF_FLAG_LAST;	/* then -EPIPE */
+		ctx->change_end_sent = true;
+	}
 	v4l2_m2m_buf_done(vbuf, state);
 	return 0;
 }

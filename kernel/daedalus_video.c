@@ -609,6 +609,11 @@ static int daedalus_start_streaming(struct vb2_queue *q, unsigned int count)
 
 	v4l2_m2m_update_start_streaming_state(ctx->fh.m2m_ctx, q);
 	daedalus_session_push(ctx);
+	if (queue == DAEDALUS_QUEUE_CAPTURE && ctx->drain_after_change) {
+		ctx->drain_after_change = false;
+		if (vb2_is_streaming(&ctx->fh.m2m_ctx->out_q_ctx.q))
+			daedalus_session_drain(ctx);
+	}
 	return 0;
 }
 
@@ -617,10 +622,23 @@ static void daedalus_stop_streaming(struct vb2_queue *q)
 	struct daedalus_ctx *ctx = vb2_get_drv_priv(q);
 	unsigned int queue = daedalus_queue_of(q);
 
+	/*
+	 * A drain started before a resolution change survives the CAPTURE
+	 * restart the change asks for: FFmpeg's v4l2m2m wrapper reallocates
+	 * and then waits for LAST without sending STOP again. Any other
+	 * CAPTURE STREAMOFF aborts the drain, as dev-decoder.rst says.
+	 */
+	if (queue == DAEDALUS_QUEUE_CAPTURE)
+		ctx->drain_after_change = ctx->fh.m2m_ctx->is_draining &&
+					  ctx->change_end_sent;
+	else
+		ctx->drain_after_change = false;
+
 	daedalus_session_stop(ctx, queue);
 
 	if (queue == DAEDALUS_QUEUE_CAPTURE) {
 		ctx->change_end_allowed = false;
+		ctx->change_end_sent = false;
 		/* leaves draining and stopped: what CAPTURE_RESET means */
 		v4l2_m2m_update_stop_streaming_state(ctx->fh.m2m_ctx, q);
 	} else {

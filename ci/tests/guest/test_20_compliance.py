@@ -18,5 +18,6 @@ def test_compliance_video(target, compliance_running):
     _run(target, f"-d {compliance_running.video}", "video node")
 
 
-def test_compliance_media(target, running):
-    _run(target, f"-m {running.media}", "media node")
+def test_compliance_media(target, compliance_running):
+    # -m also tests the video node behind the media node
+    _run(target, f"-m {compliance_running.media}", "media node")

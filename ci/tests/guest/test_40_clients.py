@@ -8,7 +8,11 @@ from ci.harness.streams import SPECS, V4L2M2M
 
 from .decode import ffmpeg_fps, ffmpeg_v4l2m2m
 
-FFMPEG_STREAMS = [s.name for s in SPECS if s.codec in V4L2M2M and s.bits == 8]
+# Not the resolution-change streams: FFmpeg 7.1's CLI aborts ("Assertion pkt
+# failed at src/fftools/ffmpeg_dec.c") when its v4l2m2m wrapper reinitialises
+# CAPTURE while it flushes at end of file; GStreamer covers the change
+# (test_45_players.py). 10-bit: the wrapper maps no V4L2 10-bit format.
+FFMPEG_STREAMS = [s.name for s in SPECS if s.codec in V4L2M2M and s.bits == 8 and not s.width2]
 
 
 @pytest.mark.parametrize("name", FFMPEG_STREAMS)
