@@ -60,24 +60,8 @@ impl Decoder {
     /// Opens a decoder with frame threading; `threads` 0 lets FFmpeg pick one
     /// per CPU.
     pub fn open(codec: Codec, threads: u32) -> Result<Decoder, DecoderError> {
-        let name = codec.ffmpeg_decoder();
-        let found = ffmpeg_next::decoder::find_by_name(name).ok_or(DecoderError::Missing(name))?;
-        let mut ctx = codec::Context::new_with_codec(found);
-        ctx.set_threading(threading::Config {
-            kind: threading::Type::Frame,
-            count: threads as usize,
-            ..Default::default()
-        });
-        let inner = ctx
-            .decoder()
-            .open_as(found)
-            .and_then(|o| o.video())
-            .map_err(|source| Decoder::open_error(name, source))?;
+        let inner = open_video(codec, threading::Type::Frame, threads)?;
         Ok(Decoder { inner })
-    }
-
-    fn open_error(name: &'static str, source: Error) -> DecoderError {
-        DecoderError::Open { name, source }
     }
 
     /// Gives FFmpeg one packet (copied: FFmpeg needs its own padded buffer).
@@ -139,19 +123,7 @@ const PROBE_PACKETS: u32 = 8;
 
 impl HeaderProbe {
     pub fn open(codec: Codec) -> Result<HeaderProbe, DecoderError> {
-        let name = codec.ffmpeg_decoder();
-        let found = ffmpeg_next::decoder::find_by_name(name).ok_or(DecoderError::Missing(name))?;
-        let mut ctx = codec::Context::new_with_codec(found);
-        ctx.set_threading(threading::Config {
-            kind: threading::Type::Slice,
-            count: 1,
-            ..Default::default()
-        });
-        let inner = ctx
-            .decoder()
-            .open_as(found)
-            .and_then(|o| o.video())
-            .map_err(|source| Decoder::open_error(name, source))?;
+        let inner = open_video(codec, threading::Type::Slice, 1)?;
         Ok(HeaderProbe { inner, packets: 0 })
     }
 
@@ -179,6 +151,27 @@ impl HeaderProbe {
     pub fn exhausted(&self) -> bool {
         self.packets >= PROBE_PACKETS
     }
+}
+
+/// Opens FFmpeg's decoder for `codec` with the given threading (`count` 0:
+/// one thread per CPU).
+fn open_video(
+    codec: Codec,
+    kind: threading::Type,
+    count: u32,
+) -> Result<ffmpeg_next::decoder::Video, DecoderError> {
+    let name = codec.ffmpeg_decoder();
+    let found = ffmpeg_next::decoder::find_by_name(name).ok_or(DecoderError::Missing(name))?;
+    let mut ctx = codec::Context::new_with_codec(found);
+    ctx.set_threading(threading::Config {
+        kind,
+        count: count as usize,
+        ..Default::default()
+    });
+    ctx.decoder()
+        .open_as(found)
+        .and_then(|o| o.video())
+        .map_err(|source| DecoderError::Open { name, source })
 }
 
 fn classify(r: Result<(), Error>) -> Sent {
