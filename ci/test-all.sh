@@ -21,7 +21,9 @@ if ! ci/prepare.sh "${variants[@]}"; then
 fi
 mkdir -p out
 rm -f out/junit*.xml
-pytest=("$venv/bin/python" -m pytest -c ci/tests/pytest.ini)
+# --rootdir: without it pytest does not load ci/tests/conftest.py (which adds
+# --kernel-variant) early enough when only ci/tests/guest is collected
+pytest=("$venv/bin/python" -m pytest -c ci/tests/pytest.ini --rootdir ci/tests)
 echo "test-all: host checks and the guest suite (release kernel)"
 "${pytest[@]}" --junitxml=out/junit.xml ci/tests/host ci/tests/guest
 reports=(out/junit.xml)
