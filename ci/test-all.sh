@@ -21,9 +21,7 @@ if ! ci/prepare.sh "${variants[@]}"; then
 fi
 mkdir -p out
 rm -f out/junit*.xml
-# --rootdir: without it pytest does not load ci/tests/conftest.py (which adds
-# --kernel-variant) early enough when only ci/tests/guest is collected
-pytest=("$venv/bin/python" -m pytest -c ci/tests/pytest.ini --rootdir ci/tests)
+pytest=("$venv/bin/python" -m pytest -c ci/tests/pytest.ini)
 echo "test-all: host checks and the guest suite (release kernel)"
 "${pytest[@]}" --junitxml=out/junit.xml ci/tests/host ci/tests/guest
 reports=(out/junit.xml)
@@ -31,7 +29,9 @@ if [ "$debug" = 1 ]; then
 	# the debug kernel is slow under TCG: the module, one decode per codec,
 	# the fault tester and the unload, with KASAN, lockdep and kmemleak on
 	echo "test-all: guest suite on the debug kernel (KASAN, lockdep, kmemleak)"
-	"${pytest[@]}" --junitxml=out/junit-debug.xml --kernel-variant debug \
+	# "=debug": pytest's early argument scan would take a separate "debug"
+	# for a test path and never load the conftest that defines the option
+	"${pytest[@]}" --junitxml=out/junit-debug.xml --kernel-variant=debug \
 		-k "test_load or test_unload_load or 320x240 and bit_exact or chan_fault or stop_and_unload" \
 		ci/tests/guest
 	reports+=(out/junit-debug.xml)
