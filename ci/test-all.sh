@@ -33,7 +33,7 @@ if [ "$debug" = 1 ]; then
 	# kernel (its struct module differs); a failed build leaves no report,
 	# which the summary counts as a failure
 	kdir_debug="$(ci/guest-kernel/build.sh debug)/src"
-	make -C kernel clean >/dev/null
+	make -C kernel KDIR="$kdir_debug" clean >/dev/null
 	make -C kernel KDIR="$kdir_debug" W=1 -s || echo "test-all: module build for the debug kernel failed"
 	# "=debug": pytest's early argument scan would take a separate "debug"
 	# for a test path and never load the conftest that defines the option
