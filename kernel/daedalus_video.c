@@ -19,7 +19,8 @@
 #define DAEDALUS_DEF_WIDTH	1920
 #define DAEDALUS_DEF_HEIGHT	1080
 #define DAEDALUS_MIN_CODED_SIZE	SZ_2M
-#define DAEDALUS_MAX_CODED_SIZE	SZ_64M
+/* an intra frame of 4K HEVC at a high bitrate; more only strains CMA */
+#define DAEDALUS_MAX_CODED_SIZE	SZ_16M
 
 struct daedalus_coded_fmt {
 	u32 fourcc;
@@ -684,6 +685,8 @@ static int daedalus_queue_init(void *priv, struct vb2_queue *src_vq,
 		q->ops = &daedalus_qops;
 		q->mem_ops = ctx->dev->mem_ops;
 		q->timestamp_flags = V4L2_BUF_FLAG_TIMESTAMP_COPY;
+		/* a client asking for more than memory allows gets -ENOMEM, not a WARN */
+		q->gfp_flags = __GFP_NOWARN;
 		q->lock = &ctx->lock;
 		q->dev = &ctx->dev->pdev->dev;
 		ret = vb2_queue_init(q);
