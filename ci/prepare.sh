@@ -1,15 +1,26 @@
 #!/usr/bin/env bash
 # The set-up both top-level commands share, each step cached: host packages,
 # the guest kernel, the Debian 13 guest root, the test streams, the Rust
-# crates fetched. Prints one line per step with its time.
-#   usage: ci/prepare.sh [release|debug]...   (guest kernel variants; default release)
+# crates, the packaging roots and the arm64 headers. Prints one line per step
+# with its time.
+#
+# Cold, the guest kernel build is the long pole and uses every core; the other
+# steps are mostly downloads and unpacking, so they run beside it (each with
+# its own log under out/prepare/) instead of after it.
+#   usage: ci/prepare.sh [--tests] [release|debug]...
+#     variants: guest kernels to build (default release); --tests adds what
+#     only the test command needs (packaging roots, arm64 headers)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd -P)"
 cd "$repo"
 # rustup's cargo when the environment lacks it (CI runs without a login shell)
 case ":$PATH:" in *":$HOME/.cargo/bin:"*) ;; *) export PATH="$HOME/.cargo/bin:$PATH" ;; esac
+tests=0
+if [ "${1:-}" = --tests ]; then tests=1; shift; fi
 variants=("$@")
 [ "${#variants[@]}" -gt 0 ] || variants=(release)
+logs="$repo/out/prepare"
+mkdir -p "$logs"
 
 step() {
 	local what=$1; shift
@@ -18,10 +29,44 @@ step() {
 	"$@" >/dev/null
 	echo "prepare: $what done ($((SECONDS - t0)) s)" >&2
 }
+
+# background steps: name -> pid; each writes out/prepare/<name>.log
+declare -A side=()
+beside() {
+	local name=$1; shift
+	echo "prepare: $name (beside the kernel build, log out/prepare/$name.log) ..." >&2
+	(
+		t0=$SECONDS
+		if "$@" >"$logs/$name.log" 2>&1; then
+			echo "prepare: $name done ($((SECONDS - t0)) s)" >&2
+		else
+			rc=$?
+			echo "prepare: $name FAILED (exit $rc) after $((SECONDS - t0)) s; its log ends:" >&2
+			tail -n 20 "$logs/$name.log" >&2
+			exit "$rc"
+		fi
+	) &
+	side[$name]=$!
+}
+
 step "host packages (ci/setup-host.sh)" ci/setup-host.sh
+
+beside guest-root ci/guest-root/build.sh
+beside streams python3 -m ci.harness.streams
+beside crates cargo fetch
+if [ "$tests" = 1 ]; then
+	beside arm64-headers ci/fetch-headers.sh arm64 arm64-16k
+	# the package build roots and the clean roots the .debs are installed into
+	beside debroots sh -c 'for r in bookworm trixie; do for k in build clean; do
+		packaging/debroot.sh "$r" "$k" || exit; done; done'
+fi
+
 for v in "${variants[@]}"; do
-	step "guest kernel, $v (cached; ~10 min cold, longer for debug)" ci/guest-kernel/build.sh "$v"
+	step "guest kernel, $v (cached; ~13 min cold, longer for debug)" ci/guest-kernel/build.sh "$v"
 done
-step "Debian 13 guest root (cached; a few minutes cold)" ci/guest-root/build.sh
-step "test streams (cached; ~1 min cold)" python3 -m ci.harness.streams
-step "Rust crates (cargo fetch)" cargo fetch
+
+failed=0
+for name in "${!side[@]}"; do
+	wait "${side[$name]}" || failed=1
+done
+[ "$failed" = 0 ] || { echo "prepare: a set-up step failed (see above)" >&2; exit 1; }
