@@ -1,5 +1,6 @@
 //! daedalus-tools: V4L2 stateful-decoder clients built on v4l2r.
 //!
+//! - [`cli`]: command-line values the binaries share.
 //! - [`stream`]: bitstream readers (IVF, Annex-B H.264/HEVC, raw FWHT).
 //! - [`device`]: finding the decoder and checking what it can do.
 //! - [`decoder`]: the asynchronous decode loop (rings, source change,
@@ -8,6 +9,7 @@
 //! - [`verify`]: byte-exact comparison with a reference file.
 //! - [`sys`]: the only unsafe code (dma-buf allocation and mapping).
 
+pub mod cli;
 pub mod decoder;
 pub mod device;
 pub mod frame;

@@ -9,9 +9,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use serde::Serialize;
 
+use daedalus_tools::cli::{FormatArg, MemoryArg};
 use daedalus_tools::decoder::{
     BoxError, CaptureMemory, DecodeConfig, DecodedFrame, Decoder, FrameSink,
 };
@@ -21,31 +22,6 @@ use daedalus_tools::plot;
 use daedalus_tools::procstat::{self, DAEMON_COMM};
 use daedalus_tools::stats::SideSummary;
 use daedalus_tools::stream::{self, Codec};
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum FormatArg {
-    Nv12,
-    Nv12m,
-    Yuv420,
-    P010,
-}
-
-impl From<FormatArg> for RawFormat {
-    fn from(f: FormatArg) -> RawFormat {
-        match f {
-            FormatArg::Nv12 => RawFormat::Nv12,
-            FormatArg::Nv12m => RawFormat::Nv12m,
-            FormatArg::Yuv420 => RawFormat::Yuv420,
-            FormatArg::P010 => RawFormat::P010,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum MemoryArg {
-    Mmap,
-    Dmabuf,
-}
 
 /// Benchmark a V4L2 stateful decoder against FFmpeg in the same process.
 #[derive(Debug, Parser)]

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 
+use daedalus_tools::cli::{CodecArg, FormatArg, MemoryArg};
 use daedalus_tools::decoder::{
     BoxError, CaptureMemory, DecodeConfig, DecodedFrame, Decoder, FrameSink,
 };
@@ -19,54 +20,6 @@ use daedalus_tools::device::{self, DAEDALUS_DRIVER};
 use daedalus_tools::frame::RawFormat;
 use daedalus_tools::stream::{self, Codec};
 use daedalus_tools::verify::Verifier;
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum CodecArg {
-    H264,
-    Hevc,
-    Vp8,
-    Vp9,
-    Av1,
-    Fwht,
-}
-
-impl From<CodecArg> for Codec {
-    fn from(c: CodecArg) -> Codec {
-        match c {
-            CodecArg::H264 => Codec::H264,
-            CodecArg::Hevc => Codec::Hevc,
-            CodecArg::Vp8 => Codec::Vp8,
-            CodecArg::Vp9 => Codec::Vp9,
-            CodecArg::Av1 => Codec::Av1,
-            CodecArg::Fwht => Codec::Fwht,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum FormatArg {
-    Nv12,
-    Nv12m,
-    Yuv420,
-    P010,
-}
-
-impl From<FormatArg> for RawFormat {
-    fn from(f: FormatArg) -> RawFormat {
-        match f {
-            FormatArg::Nv12 => RawFormat::Nv12,
-            FormatArg::Nv12m => RawFormat::Nv12m,
-            FormatArg::Yuv420 => RawFormat::Yuv420,
-            FormatArg::P010 => RawFormat::P010,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum MemoryArg {
-    Mmap,
-    Dmabuf,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum DmabufSourceArg {
