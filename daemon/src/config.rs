@@ -153,6 +153,10 @@ pub struct DecoderConfig {
     /// Decoded frames a session may hold while no CAPTURE buffer is free.
     #[serde(default = "default_max_pending")]
     pub max_pending_frames: Bounded<1, 64>,
+    /// Let FFmpeg decode into YUV420 CAPTURE buffers where that is safe
+    /// (daemon/README.md, "Zero-copy YUV420").
+    #[serde(default = "default_true")]
+    pub zero_copy: bool,
 }
 
 impl Default for Bounded<0, 64> {
@@ -167,6 +171,7 @@ impl Default for DecoderConfig {
             threads: Bounded(0),
             codecs: default_codecs(),
             max_pending_frames: default_max_pending(),
+            zero_copy: true,
         }
     }
 }

@@ -1,6 +1,8 @@
 //! One FFmpeg video decoder (send/receive API, frame threading).
 
 use crate::config::Codec;
+use crate::lavc::LendHook;
+use crate::lending::CapturePool;
 use ffmpeg_next::codec::{self, threading};
 use ffmpeg_next::util::error::EAGAIN;
 use ffmpeg_next::{frame, Error, Packet};
@@ -40,10 +42,7 @@ pub enum Received {
 /// `decode_error_flags` bit (missing reference, invalid bitstream,
 /// concealment active).
 pub fn is_damaged(f: &frame::Video) -> bool {
-    // SAFETY: `f` holds a valid AVFrame for the duration of the borrow; the
-    // field is a plain int (read-only access). ffmpeg-next 8.1 has no safe
-    // accessor for it (9 has), so it is read through the FFI struct.
-    let error_flags = unsafe { (*f.as_ptr()).decode_error_flags };
+    let error_flags = crate::lavc::decode_error_flags(f);
     f.is_corrupt() || error_flags != 0
 }
 
@@ -53,15 +52,26 @@ pub fn available(codec: Codec) -> bool {
 }
 
 pub struct Decoder {
+    // Field order matters: the context (and its frame threads) goes before
+    // the get_buffer2 hook whose pool it points to.
     inner: ffmpeg_next::decoder::Video,
+    _lend: Option<LendHook>,
 }
 
 impl Decoder {
     /// Opens a decoder with frame threading; `threads` 0 lets FFmpeg pick one
-    /// per CPU.
-    pub fn open(codec: Codec, threads: u32) -> Result<Decoder, DecoderError> {
-        let inner = open_video(codec, threading::Type::Frame, threads)?;
-        Ok(Decoder { inner })
+    /// per CPU. With `lend`, FFmpeg may decode into lent CAPTURE buffers
+    /// (zero-copy YUV420, see `lending`).
+    pub fn open(
+        codec: Codec,
+        threads: u32,
+        lend: Option<CapturePool>,
+    ) -> Result<Decoder, DecoderError> {
+        let mut hook = None;
+        let inner = open_video(codec, threading::Type::Frame, threads, |ctx| {
+            hook = lend.map(|pool| LendHook::install(ctx, pool));
+        })?;
+        Ok(Decoder { inner, _lend: hook })
     }
 
     /// Gives FFmpeg one packet (copied: FFmpeg needs its own padded buffer).
@@ -123,7 +133,7 @@ const PROBE_PACKETS: u32 = 8;
 
 impl HeaderProbe {
     pub fn open(codec: Codec) -> Result<HeaderProbe, DecoderError> {
-        let inner = open_video(codec, threading::Type::Slice, 1)?;
+        let inner = open_video(codec, threading::Type::Slice, 1, |_| {})?;
         Ok(HeaderProbe { inner, packets: 0 })
     }
 
@@ -159,6 +169,7 @@ fn open_video(
     codec: Codec,
     kind: threading::Type,
     count: u32,
+    before_open: impl FnOnce(&mut codec::Context),
 ) -> Result<ffmpeg_next::decoder::Video, DecoderError> {
     let name = codec.ffmpeg_decoder();
     let found = ffmpeg_next::decoder::find_by_name(name).ok_or(DecoderError::Missing(name))?;
@@ -168,6 +179,7 @@ fn open_video(
         count: count as usize,
         ..Default::default()
     });
+    before_open(&mut ctx);
     ctx.decoder()
         .open_as(found)
         .and_then(|o| o.video())

@@ -138,6 +138,12 @@ impl StreamFormat {
         self.width == other.width && self.height == other.height && self.depth == other.depth
     }
 
+    /// Bytes of picture data in a frame (what the copy path writes).
+    pub fn picture_bytes(&self) -> u64 {
+        let (w, h) = (u64::from(self.width), u64::from(self.height));
+        (w * h + 2 * w.div_ceil(2) * h.div_ceil(2)) * self.depth.bytes()
+    }
+
     /// The FORMAT message body. FFmpeg already crops, so the visible
     /// rectangle is the whole frame.
     pub fn message(self, output_epoch: u32, min_capture_buffers: u32) -> Format {

@@ -8,6 +8,8 @@ mod config;
 mod convert;
 mod decoder;
 mod format;
+mod lavc;
+mod lending;
 mod logging;
 mod mapping;
 mod plugin;

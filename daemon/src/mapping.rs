@@ -116,6 +116,30 @@ impl Mapping {
         Some(unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) })
     }
 
+    /// Start of the mapping, for memory handed to FFmpeg as frame planes
+    /// (the zero-copy path); valid for [`Mapping::mapped_len`] bytes while
+    /// `self` lives.
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// Bytes actually mapped: the buffer length rounded up to whole pages
+    /// (all of it is backed by the buffer: mmap succeeded on that length).
+    pub fn mapped_len(&self) -> usize {
+        self.map_len
+    }
+
+    /// SYNC_START, for CPU access that cannot be bracketed by one closure
+    /// (FFmpeg decoding into a lent buffer); pair with [`Mapping::end_cpu_access`].
+    pub fn begin_cpu_access(&self) {
+        self.sync(false);
+    }
+
+    /// SYNC_END after [`Mapping::begin_cpu_access`].
+    pub fn end_cpu_access(&self) {
+        self.sync(true);
+    }
+
     fn sync(&self, end: bool) {
         let mut flags = match self.access {
             Access::Read => DMA_BUF_SYNC_READ,

@@ -247,6 +247,7 @@ impl Service {
             session_config: SessionConfig {
                 threads: config.decoder.threads.0,
                 max_pending_frames: config.decoder.max_pending_frames.0 as usize,
+                zero_copy: config.decoder.zero_copy,
             },
             sessions: HashMap::new(),
             finished: Vec::new(),

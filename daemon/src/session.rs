@@ -17,7 +17,9 @@ use crate::buffers::BufferCache;
 use crate::config::Codec;
 use crate::convert::Converter;
 use crate::decoder::{Decoder, DecoderError, HeaderProbe, ProbedFormat, Received, Sent};
-use crate::format::{layout, Colorimetry, Depth, StreamFormat};
+use crate::format::{layout, Colorimetry, Depth, FrameLayout, StreamFormat};
+use crate::lending::{CapturePool, HeldFrame};
+use crate::mapping::{Access, Mapping};
 use crate::transport::Transport;
 use crate::writer::write_frame;
 use daedalus_proto::uapi::{
@@ -36,7 +38,8 @@ use thiserror::Error;
 
 /// CAPTURE buffers the client should allocate. FFmpeg keeps its reference
 /// frames in its own pool (frames are copied out), so this only has to allow
-/// pipelining between the client, the kernel and the daemon.
+/// pipelining between the client, the kernel and the daemon. Zero-copy
+/// YUV420 lends only buffers beyond these (see `lending`).
 pub const MIN_CAPTURE_BUFFERS: u32 = 4;
 
 /// Frames of a format the daemon cannot output (e.g. 4:4:4) in a row, with
@@ -63,6 +66,8 @@ pub enum SessionError {
 pub struct SessionConfig {
     pub threads: u32,
     pub max_pending_frames: usize,
+    /// Let FFmpeg decode into YUV420 CAPTURE buffers where that is safe.
+    pub zero_copy: bool,
 }
 
 /// Counters the main loop reads for STATUS=.
@@ -70,6 +75,10 @@ pub struct SessionConfig {
 pub struct SessionStats {
     pub frames: AtomicU64,
     pub errors: AtomicU64,
+    /// Frames FFmpeg decoded straight into the CAPTURE buffer they left in.
+    pub zero_copy_frames: AtomicU64,
+    /// Picture bytes written into CAPTURE buffers by the copy path.
+    pub bytes_copied: AtomicU64,
 }
 
 enum Input {
@@ -108,7 +117,8 @@ pub struct Session {
     probe: Option<HeaderProbe>,
     input: VecDeque<Input>,
     pending: VecDeque<Pending>,
-    free: VecDeque<Capture>,
+    /// CAPTURE buffers the daemon holds, and which of them FFmpeg holds.
+    captures: CapturePool,
     output_epoch: u32,
     announced: Option<StreamFormat>,
     /// A frame went out since the last CAPTURE_RESET (a format change then
@@ -138,7 +148,12 @@ impl Session {
         let codec = Codec::from_fourcc(open.coded_format).ok_or_else(|| {
             SessionError::UnknownCodec(daedalus_proto::fourcc::to_string(open.coded_format))
         })?;
-        let decoder = Decoder::open(codec, config.threads)?;
+        let captures = CapturePool::new(MIN_CAPTURE_BUFFERS as usize);
+        let decoder = Decoder::open(
+            codec,
+            config.threads,
+            config.zero_copy.then(|| captures.clone()),
+        )?;
         let probe = HeaderProbe::open(codec)
             .map_err(|e| log::debug!("session {id}: no header probe ({e})"))
             .ok();
@@ -159,7 +174,7 @@ impl Session {
             probe,
             input: VecDeque::new(),
             pending: VecDeque::new(),
-            free: VecDeque::new(),
+            captures,
             output_epoch: 0,
             announced: None,
             delivered_in_epoch: false,
@@ -177,6 +192,19 @@ impl Session {
 
     pub fn id(&self) -> u32 {
         self.id
+    }
+
+    /// One line for the log when the session ends: how its frames left.
+    fn summary(&self) -> String {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        format!(
+            "session {}: {} frames, {} zero-copy, {} bytes copied, {} errors",
+            self.id,
+            load(&self.stats.frames),
+            load(&self.stats.zero_copy_frames),
+            load(&self.stats.bytes_copied),
+            load(&self.stats.errors)
+        )
     }
 
     fn reply(&self, body: DaemonBody) {
@@ -225,10 +253,10 @@ impl Session {
                 self.output_epoch = b.epoch;
                 self.input.push_back(Input::Bitstream(b));
             }
-            KernelBody::Capture(c) => self.free.push_back(c),
+            KernelBody::Capture(c) => self.queue_capture(c),
             KernelBody::CaptureReset { epoch } => {
                 log::debug!("session {}: CAPTURE_RESET epoch {epoch}", self.id);
-                self.free.clear();
+                self.captures.reset();
                 self.cache.forget_queue(Queue::Capture);
                 self.awaiting_reset = false;
                 self.change_end_pending = false;
@@ -279,12 +307,15 @@ impl Session {
     /// Gives every buffer back (SIGTERM): unconsumed bitstream and unused
     /// CAPTURE buffers return with the ERROR flag.
     pub fn shutdown(&mut self) {
+        // FFmpeg's threads stop (and drop lent buffers) before the buffers go back.
+        self.pending.clear();
+        self.decoder.flush();
         for input in std::mem::take(&mut self.input) {
             if let Input::Bitstream(b) = input {
                 self.bitstream_done(&b, DAEDALUS_BITSTREAM_F_ERROR);
             }
         }
-        for cap in std::mem::take(&mut self.free) {
+        for cap in self.captures.take_all() {
             self.frame_done(
                 &cap,
                 0,
@@ -293,7 +324,6 @@ impl Session {
                 [0; MAX_PLANES],
             );
         }
-        self.pending.clear();
     }
 
     /// Frames currently held for CAPTURE buffers (for tests and logs).
@@ -303,7 +333,53 @@ impl Session {
     }
 
     fn take_free(&mut self) -> Option<Capture> {
-        self.free.pop_front()
+        self.captures.take_free(|_| true)
+    }
+
+    /// Records a CAPTURE buffer the client queued; YUV420 buffers are mapped
+    /// (once) for lending when zero-copy is on.
+    fn queue_capture(&mut self, c: Capture) {
+        let lend = self.config.zero_copy;
+        let (transport, id) = (self.transport.as_ref(), self.id);
+        self.captures.queue(c, |cap| {
+            if !lend {
+                return None;
+            }
+            let buf = BufferRef {
+                session: id,
+                queue: Queue::Capture,
+                index: cap.index,
+                plane: 0,
+                generation: cap.generation,
+            };
+            let mapped = transport
+                .buffer_fd(buf)
+                .map_err(|e| e.to_string())
+                .and_then(|(fd, len)| {
+                    Mapping::new(fd, len as usize, Access::Write).map_err(|e| e.to_string())
+                });
+            mapped
+                .map_err(|e| log::warn!("session {id}: CAPTURE {} not lendable: {e}", cap.index))
+                .ok()
+        });
+    }
+
+    /// The lent buffer `p` was decoded into, if the frame can leave in it as
+    /// it is: the buffer is still queued in this epoch and fits the format,
+    /// and every plane sits where the buffer's YUV420 layout puts it (a
+    /// decoder that crops the top or left moves the pointers: copied then).
+    fn in_place(&self, p: &Pending) -> Option<(HeldFrame, FrameLayout)> {
+        let f = &p.frame;
+        if f.planes() < 3 {
+            return None;
+        }
+        let held = self.captures.holding(f.data(0).as_ptr() as usize)?;
+        let frame_layout = layout(&held.cap, &p.format).ok()?;
+        let placed = (0..3).all(|i| {
+            f.data(i).as_ptr() as usize == held.base + held.layout.offsets[i]
+                && f.stride(i) == held.layout.strides[i]
+        });
+        placed.then_some((held, frame_layout))
     }
 
     fn deliver(&mut self) -> bool {
@@ -350,23 +426,47 @@ impl Session {
                         continue;
                     }
                 }
+                if let Some((held, frame_layout)) = self.in_place(front) {
+                    self.captures.deliver_in_place(&held);
+                    let Some(p) = self.pending.pop_front() else {
+                        return progress;
+                    };
+                    let drain_flag = if p.drain_end {
+                        DAEDALUS_FRAME_F_DRAIN_END
+                    } else {
+                        0
+                    };
+                    self.frame_done(
+                        &held.cap,
+                        p.timestamp_ns,
+                        p.flags | drain_flag,
+                        frame_layout.num_planes,
+                        frame_layout.bytesused,
+                    );
+                    self.stats.frames.fetch_add(1, Ordering::Relaxed);
+                    self.stats.zero_copy_frames.fetch_add(1, Ordering::Relaxed);
+                    self.delivered_in_epoch = true;
+                    progress = true;
+                    // `p` (FFmpeg's reference to the frame) is dropped here,
+                    // outside the pool's lock: its lease may end now.
+                    continue;
+                }
                 let found = self
-                    .free
-                    .iter()
-                    .enumerate()
-                    .find_map(|(i, cap)| layout(cap, &format).ok().map(|l| (i, l)));
-                let Some((i, frame_layout)) = found else {
-                    if let Some(cap) = self.free.front() {
+                    .captures
+                    .take_free(|cap| layout(cap, &format).is_ok())
+                    .and_then(|cap| layout(&cap, &format).ok().map(|l| (cap, l)));
+                let Some((cap, frame_layout)) = found else {
+                    if let Some(cap) = self.captures.first_free() {
                         log::trace!(
                             "session {}: CAPTURE {} does not fit: {:?}",
                             self.id,
                             cap.index,
-                            layout(cap, &format).err()
+                            layout(&cap, &format).err()
                         );
                     }
                     return progress;
                 };
-                let (Some(cap), Some(p)) = (self.free.remove(i), self.pending.pop_front()) else {
+                let Some(p) = self.pending.pop_front() else {
                     return progress;
                 };
                 let written = write_frame(
@@ -393,6 +493,9 @@ impl Session {
                             frame_layout.bytesused,
                         );
                         self.stats.frames.fetch_add(1, Ordering::Relaxed);
+                        self.stats
+                            .bytes_copied
+                            .fetch_add(format.picture_bytes(), Ordering::Relaxed);
                     }
                     Err(e) => {
                         log::warn!(
@@ -691,5 +794,11 @@ impl Session {
         self.reply(DaemonBody::Format(
             format.message(self.output_epoch, MIN_CAPTURE_BUFFERS),
         ));
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        log::info!("{}", self.summary());
     }
 }

@@ -23,6 +23,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 const SESSION: u32 = 7;
@@ -162,6 +163,9 @@ struct FakeKernel {
     session_errors: usize,
     /// Copy every frame out for comparison (off for the benchmark).
     read_back: bool,
+    /// CAPTURE buffers the client allocates.
+    capture_buffers: u32,
+    stats: Arc<SessionStats>,
 }
 
 fn quiet_ffmpeg() {
@@ -174,11 +178,26 @@ impl FakeKernel {
         Self::with_converter(codec, cap, Arc::new(Cpu::default()), 16)
     }
 
+    /// With zero-copy YUV420 off (the daemon's `decoder.zero_copy = false`).
+    fn copying(codec: Codec, cap: CapFormat) -> FakeKernel {
+        Self::build(codec, cap, Arc::new(Cpu::default()), 16, false)
+    }
+
     fn with_converter(
         codec: Codec,
         cap: CapFormat,
         converter: Arc<dyn Converter>,
         max_pending: usize,
+    ) -> FakeKernel {
+        Self::build(codec, cap, converter, max_pending, true)
+    }
+
+    fn build(
+        codec: Codec,
+        cap: CapFormat,
+        converter: Arc<dyn Converter>,
+        max_pending: usize,
+        zero_copy: bool,
     ) -> FakeKernel {
         quiet_ffmpeg();
         let transport = Arc::new(FakeTransport::default());
@@ -190,14 +209,16 @@ impl FakeKernel {
         let config = SessionConfig {
             threads: 2,
             max_pending_frames: max_pending,
+            zero_copy,
         };
+        let stats = Arc::new(SessionStats::default());
         let session = Session::new(
             SESSION,
             open,
             transport.clone(),
             converter,
             config,
-            Arc::new(SessionStats::default()),
+            stats.clone(),
         )
         .expect("session opens");
         for i in 0..OUTPUT_BUFFERS {
@@ -230,6 +251,8 @@ impl FakeKernel {
             error_frames: 0,
             session_errors: 0,
             read_back: true,
+            capture_buffers: CAPTURE_BUFFERS,
+            stats,
         };
         k.allocate_capture(cap);
         k
@@ -243,7 +266,7 @@ impl FakeKernel {
         self.cap = cap;
         self.cap_generation += 1;
         self.cap_queued.clear();
-        for i in 0..CAPTURE_BUFFERS {
+        for i in 0..self.capture_buffers {
             let t = cap.template(i, self.cap_generation, self.capture_epoch);
             for p in 0..t.num_planes {
                 self.transport.alloc(
@@ -257,6 +280,17 @@ impl FakeKernel {
             self.cap_queued.insert(i, t);
             self.send(KernelBody::Capture(t));
         }
+    }
+
+    /// Reallocates `n` CAPTURE buffers of the current format before
+    /// streaming (the client wants more than the minimum).
+    fn set_capture_buffers(&mut self, n: u32) {
+        self.capture_buffers = n;
+        self.capture_epoch += 1;
+        self.send(KernelBody::CaptureReset {
+            epoch: self.capture_epoch,
+        });
+        self.allocate_capture(self.cap);
     }
 
     /// What a client does after a source change: stream off CAPTURE,
@@ -1220,7 +1254,7 @@ fn session_overhead_benchmark() {
     quiet_ffmpeg();
 
     let start = Instant::now();
-    let mut dec = Decoder::open(Codec::H264, 2).unwrap();
+    let mut dec = Decoder::open(Codec::H264, 2, None).unwrap();
     let mut frames = 0;
     let drain = |dec: &mut Decoder, frames: &mut usize| {
         while let Received::Frame(_) = dec.receive() {
@@ -1252,6 +1286,68 @@ fn session_overhead_benchmark() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// utime + stime of this process (all threads) in clock ticks (USER_HZ,
+/// 100 on Linux), from /proc/self/stat.
+fn process_cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the ")" closing the command name: state is field 3, utime 14.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    fields.iter().sum()
+}
+
+/// Benchmark, not a check: zero-copy YUV420 against the copy path, same
+/// VP9 640x480 stream (a size where FFmpeg can decode into the kernel's
+/// YUV420 layout), 16 CAPTURE buffers, frames not read back. Run:
+/// `cargo test --release -p daedalus-v4l2d -- --ignored --nocapture zero_copy_benchmark`.
+#[test]
+#[ignore = "benchmark: prints figures"]
+fn zero_copy_benchmark() {
+    use std::time::Instant;
+    if !have_ffmpeg() {
+        eprintln!("SKIPPED: no ffmpeg CLI");
+        return;
+    }
+    let dir = tmpdir("zerocopy-bench");
+    let Some(stream) = vp9_stream(&dir, "640x480", 600) else {
+        return;
+    };
+    let packets = demux(&stream);
+    println!(
+        "VP9 640x480, {} frames, 2 FFmpeg threads, YUV420 CAPTURE x16:",
+        packets.len()
+    );
+    for zero_copy in [false, true, false, true] {
+        let mut k = if zero_copy {
+            FakeKernel::new(Codec::Vp9, kernel_yuv420(640, 480))
+        } else {
+            FakeKernel::copying(Codec::Vp9, kernel_yuv420(640, 480))
+        };
+        k.read_back = false;
+        k.set_capture_buffers(16);
+        let (start, cpu_start) = (Instant::now(), process_cpu_ticks());
+        k.run(&packets, true);
+        let fps = k.frames.len() as f64 / start.elapsed().as_secs_f64();
+        let n = k.frames.len() as u64;
+        // CPU time of all threads: meaningful on a loaded machine, where
+        // wall-clock fps is not.
+        let cpu_ms = (process_cpu_ticks() - cpu_start) as f64 * 10.0;
+        let zc = k.stats.zero_copy_frames.load(Ordering::Relaxed);
+        let copied = k.stats.bytes_copied.load(Ordering::Relaxed);
+        println!(
+            "  zero_copy={zero_copy:5}: {fps:7.1} fps, {:.2} CPU ms/frame, {zc}/{n} frames zero-copy, {} bytes copied per frame",
+            cpu_ms / n.max(1) as f64,
+            copied / n.max(1)
+        );
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn format_is_announced_from_the_headers_of_the_first_packet() {
     if !have_ffmpeg() {
@@ -1276,5 +1372,147 @@ fn format_is_announced_from_the_headers_of_the_first_packet() {
     k.run(&packets[1..], true);
     assert_eq!(k.formats.len(), 1);
     assert_eq!(k.frames.len(), 10);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// YUV420 CAPTURE buffers laid out as the kernel does (rows of
+/// ALIGN(width, 64) bytes).
+fn kernel_yuv420(w: u32, h: u32) -> CapFormat {
+    CapFormat {
+        pixelformat: fourcc::YUV420,
+        width: w,
+        height: h,
+        pad: w.next_multiple_of(64) - w,
+    }
+}
+
+fn vp9_stream(dir: &Path, size: &str, frames: u32) -> Option<PathBuf> {
+    make_stream(
+        dir,
+        &format!("vp9-{size}.ivf"),
+        size,
+        frames,
+        &[
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-g",
+            "10",
+        ],
+    )
+}
+
+/// Decodes `stream` with `buffers` CAPTURE buffers of `cap`, bit-exact
+/// against the ffmpeg CLI; returns (frames, zero-copy frames, bytes copied).
+fn decode_counting(
+    codec: Codec,
+    stream: &Path,
+    cap: CapFormat,
+    buffers: u32,
+    dir: &Path,
+) -> Option<(usize, u64, u64)> {
+    let pix_fmt = if cap.pixelformat == fourcc::YUV420 {
+        "yuv420p"
+    } else {
+        "nv12"
+    };
+    let packets = demux(stream);
+    let reference = reference(stream, pix_fmt, None, dir)?;
+    let mut k = FakeKernel::new(codec, cap);
+    k.set_capture_buffers(buffers);
+    k.run(&packets, true);
+    assert_frames_equal(&k.frames, &reference, &format!("{codec:?} {pix_fmt}"));
+    assert_eq!(
+        (k.drain_ends, k.bitstream_errors, k.session_errors),
+        (1, 0, 0)
+    );
+    let mut want: Vec<u64> = packets.iter().map(|p| p.pts).collect();
+    want.sort_unstable();
+    let got: Vec<u64> = k.frames.iter().map(|f| f.timestamp_ns).collect();
+    assert_eq!(got, want, "every bitstream timestamp reaches its frame");
+    let zero_copy = k.stats.zero_copy_frames.load(Ordering::Relaxed);
+    let copied = k.stats.bytes_copied.load(Ordering::Relaxed);
+    Some((k.frames.len(), zero_copy, copied))
+}
+
+#[test]
+fn zero_copy_yuv420_is_bit_exact_and_falls_back_where_it_must() {
+    if !have_ffmpeg() {
+        eprintln!("SKIPPED: no ffmpeg CLI");
+        return;
+    }
+    let dir = tmpdir("zerocopy");
+    let Some(vp9) = vp9_stream(&dir, "640x480", 30) else {
+        return;
+    };
+    let picture = 640 * 480 * 3 / 2;
+    // Enough buffers: FFmpeg decodes most frames into CAPTURE buffers; the
+    // client queues each buffer back at once, so buffers FFmpeg still
+    // keeps as references come back busy and must not be reused early.
+    let Some((frames, zero_copy, copied)) =
+        decode_counting(Codec::Vp9, &vp9, kernel_yuv420(640, 480), 12, &dir)
+    else {
+        return;
+    };
+    assert_eq!(frames, 30);
+    assert!(zero_copy > 0, "no frame went out zero-copy");
+    assert_eq!(copied, (frames as u64 - zero_copy) * picture);
+    // The minimum number of buffers: nothing is lent (the copy path keeps
+    // all it needs), still bit-exact.
+    let (_, zero_copy, _) =
+        decode_counting(Codec::Vp9, &vp9, kernel_yuv420(640, 480), 4, &dir).unwrap();
+    assert_eq!(zero_copy, 0);
+    // NV12 is always written by the converters.
+    let (_, zero_copy, copied) =
+        decode_counting(Codec::Vp9, &vp9, nv12(640, 480), 12, &dir).unwrap();
+    assert_eq!((zero_copy, copied), (0, 30 * picture));
+    // H.264 needs two rows beyond a 480-row buffer (avcodec_align_dimensions2):
+    // never lent, copied, bit-exact.
+    if let Some(h264) = h264_stream(&dir, "640x480", 20) {
+        let (_, zero_copy, _) =
+            decode_counting(Codec::H264, &h264, kernel_yuv420(640, 480), 12, &dir).unwrap();
+        assert_eq!(zero_copy, 0);
+    }
+    // 320 wide: FFmpeg's own chroma line size (x86, STRIDE_ALIGN 64) or
+    // 240 rows (not a multiple of 32) rule lending out.
+    if let Some(small) = vp9_stream(&dir, "320x240", 12) {
+        let (_, zero_copy, _) =
+            decode_counting(Codec::Vp9, &small, kernel_yuv420(320, 240), 12, &dir).unwrap();
+        assert_eq!(zero_copy, 0);
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn zero_copy_survives_seek_and_capture_reallocation() {
+    if !have_ffmpeg() {
+        eprintln!("SKIPPED: no ffmpeg CLI");
+        return;
+    }
+    let dir = tmpdir("zerocopy-seek");
+    let Some(vp9) = vp9_stream(&dir, "640x480", 30) else {
+        return;
+    };
+    let packets = demux(&vp9);
+    let Some(reference) = reference(&vp9, "yuv420p", None, &dir) else {
+        return;
+    };
+    let mut k = FakeKernel::new(Codec::Vp9, kernel_yuv420(640, 480));
+    k.set_capture_buffers(12);
+    k.run(&packets[..15], false);
+    // The client reallocates CAPTURE while FFmpeg holds lent buffers: their
+    // memory stays valid (the lease owns the mapping) and frames decoded
+    // into them are copied into the new buffers.
+    k.set_capture_buffers(10);
+    k.flush();
+    k.frames.clear();
+    // Restart at the keyframe at packet 20 (-g 10).
+    k.run(&packets[20..], true);
+    let frame = 640 * 480 * 3 / 2;
+    assert_frames_equal(&k.frames, &reference[20 * frame..], "VP9 after seek");
+    assert!(k.stats.zero_copy_frames.load(Ordering::Relaxed) > 0);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -2,6 +2,9 @@
 every test stream (codecs, 8/10-bit, 320x240 to 1080p, crop sizes, a
 resolution change), against `ffmpeg -pix_fmt nv12|p010le` references."""
 
+import re
+import time
+
 import pytest
 
 from ci.harness import report
@@ -18,3 +21,40 @@ def test_decode_bit_exact(target, stack, running, manifest, name):
     fps = parse_fps(res.stdout)
     report.figure(f"daedalus-decode {name} ({stream['total_frames']} frames)",
                   f"{fps:.1f} fps" if fps else f"{stream['total_frames'] / res.seconds:.1f} fps (wall)")
+
+
+# Zero-copy YUV420 (daemon/README.md): VP9 854x480 fits the kernel's YUV420
+# layout as FFmpeg needs it on x86-64 (896-byte rows are FFmpeg's own line size
+# there, 480 rows a multiple of 32), so FFmpeg decodes into the CAPTURE buffers;
+# H.264 needs two rows more than the buffer has and is copied. Both bit-exact
+# against `ffmpeg -pix_fmt yuv420p`.
+@pytest.mark.parametrize("name,zero_copy", [("vp9-854x480", True), ("h264-854x480", False)])
+def test_decode_yuv420_zero_copy(target, stack, running, manifest, name, zero_copy):
+    stream = manifest[name]
+    ref = f"/tmp/zero-copy-{name}.yuv420p"
+    made = target.run(f"ffmpeg -nostdin -loglevel error -i {stream['path']} -fps_mode passthrough "
+                      f"-pix_fmt yuv420p -f rawvideo -y {ref}", timeout=600)
+    assert made.rc == 0, made.stdout
+    log_lines = int(target.run(f"wc -l < {stack.daemon_log}").stdout.strip() or 0)
+    cmd = daedalus_decode(stack, running.video, dict(stream, ref=ref),
+                          extra="--format yuv420 --extra-capture-buffers 12")
+    res = target.run(cmd + " 2>&1", timeout=900)
+    assert res.rc == 0, f"daedalus-decode failed ({res.rc}):\n{res.stdout[-3000:]}\ndaemon log:\n{stack.log_tail()}"
+    # the daemon logs the summary when the session closes, just after the client exits
+    for _ in range(50):
+        since = target.run(f"tail -n +{log_lines + 1} {stack.daemon_log}").stdout
+        summaries = [line for line in since.splitlines() if " zero-copy, " in line]
+        if summaries:
+            break
+        time.sleep(0.1)
+    assert summaries, f"no session summary in the daemon log:\n{stack.log_tail()}"
+    m = re.search(r"(\d+) frames, (\d+) zero-copy, (\d+) bytes copied", summaries[-1])
+    assert m, summaries[-1]
+    frames, zc, copied = (int(g) for g in m.groups())
+    assert frames == stream["total_frames"], summaries[-1]
+    # aarch64 FFmpeg (STRIDE_ALIGN 16) wants 864-byte rows at 854: copied there
+    if zero_copy and target.run("uname -m").stdout.strip() == "x86_64":
+        assert zc > 0 and copied == (frames - zc) * 854 * 480 * 3 // 2, summaries[-1]
+    elif not zero_copy:
+        assert zc == 0, summaries[-1]
+    report.figure(f"zero-copy YUV420 {name}", f"{zc}/{frames} frames zero-copy, {copied // max(frames, 1)} bytes copied per frame")
