@@ -68,6 +68,7 @@ struct daedalus_chan {
 	u64 conn;			/* ++ at each HELLO; sessions remember it */
 	u32 coded_formats[DAEDALUS_MAX_CODED_FORMATS];
 	unsigned int num_coded_formats;
+	u32 continuous_formats;		/* bit i: coded_formats[i] any chunking */
 };
 
 struct daedalus_dev {
@@ -182,6 +183,7 @@ void daedalus_chan_unregister(struct daedalus_dev *dev);
 int daedalus_chan_send(struct daedalus_chan *chan, u64 conn,
 		       const struct daedalus_msg *msg);
 bool daedalus_chan_current(struct daedalus_chan *chan, u64 *conn);
+bool daedalus_chan_continuous(struct daedalus_chan *chan, u32 fourcc);
 unsigned int daedalus_chan_formats(struct daedalus_chan *chan,
 				   u32 formats[DAEDALUS_MAX_CODED_FORMATS]);
 

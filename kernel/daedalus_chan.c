@@ -57,6 +57,24 @@ bool daedalus_chan_current(struct daedalus_chan *chan, u64 *conn)
 	return connected;
 }
 
+/*
+ * Whether the connected daemon takes coded format @fourcc in OUTPUT buffers
+ * of any chunking (V4L2_FMT_FLAG_CONTINUOUS_BYTESTREAM).
+ */
+bool daedalus_chan_continuous(struct daedalus_chan *chan, u32 fourcc)
+{
+	unsigned long flags;
+	bool continuous = false;
+	unsigned int i;
+
+	spin_lock_irqsave(&chan->lock, flags);
+	for (i = 0; chan->connected && i < chan->num_coded_formats; i++)
+		if (chan->coded_formats[i] == fourcc)
+			continuous = chan->continuous_formats & BIT(i);
+	spin_unlock_irqrestore(&chan->lock, flags);
+	return continuous;
+}
+
 /* The coded formats the connected daemon announced; 0 without a daemon. */
 unsigned int daedalus_chan_formats(struct daedalus_chan *chan,
 				   u32 formats[DAEDALUS_MAX_CODED_FORMATS])
@@ -222,6 +240,8 @@ static long daedalus_chan_hello(struct daedalus_chan *chan,
 	if (!hello.num_coded_formats ||
 	    hello.num_coded_formats > DAEDALUS_MAX_CODED_FORMATS)
 		return -EINVAL;
+	if (hello.continuous_formats & ~GENMASK(hello.num_coded_formats - 1, 0))
+		return -EINVAL;
 	for (i = 0; i < hello.num_coded_formats; i++) {
 		if (!daedalus_coded_format_known(hello.coded_formats[i]))
 			return -EINVAL;
@@ -246,6 +266,7 @@ static long daedalus_chan_hello(struct daedalus_chan *chan,
 		memcpy(chan->coded_formats, hello.coded_formats,
 		       hello.num_coded_formats * sizeof(hello.coded_formats[0]));
 		chan->num_coded_formats = hello.num_coded_formats;
+		chan->continuous_formats = hello.continuous_formats;
 		chan->conn++;
 		chan->connected = true;
 	}

@@ -257,6 +257,8 @@ static int daedalus_enum_fmt_out(struct file *file, void *priv,
 		return -EINVAL;
 	f->pixelformat = coded->fourcc;
 	f->flags = V4L2_FMT_FLAG_COMPRESSED | V4L2_FMT_FLAG_DYN_RESOLUTION;
+	if (daedalus_chan_continuous(&ctx->dev->chan, coded->fourcc))
+		f->flags |= V4L2_FMT_FLAG_CONTINUOUS_BYTESTREAM;
 	if (coded->description)
 		strscpy(f->description, coded->description,
 			sizeof(f->description));

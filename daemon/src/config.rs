@@ -94,6 +94,21 @@ impl Codec {
 
     /// FFmpeg decoder name. AV1 goes through libdav1d: FFmpeg's native av1
     /// decoder only works with a hwaccel.
+    /// The FFmpeg parser that cuts this codec's byte stream into access
+    /// units, for codecs whose stream delimits them itself (start codes):
+    /// OUTPUT buffers may then hold any chunk of it. VP8/VP9/AV1 frames have
+    /// no start codes (their sizes live in the container), so buffers must
+    /// hold whole frames.
+    pub fn byte_stream_parser(self) -> Option<ffmpeg_next::codec::Id> {
+        use ffmpeg_next::codec::Id;
+        match self {
+            Codec::H264 => Some(Id::H264),
+            Codec::Hevc => Some(Id::HEVC),
+            Codec::Mpeg2 => Some(Id::MPEG2VIDEO),
+            Codec::Vp9 | Codec::Av1 | Codec::Vp8 => None,
+        }
+    }
+
     pub fn ffmpeg_decoder(self) -> &'static str {
         match self {
             Codec::H264 => "h264",

@@ -3,6 +3,8 @@
 //!
 //! - [`LendHook`]: a `get_buffer2` callback that lets FFmpeg decode straight
 //!   into a lent CAPTURE buffer (policy and bookkeeping: `lending`).
+//! - [`Parser`]: an `av_parser` that cuts a byte stream of any chunking
+//!   into the access units the decoder wants.
 //! - [`decode_error_flags`]: a frame field ffmpeg-next 8.1 does not expose.
 
 use crate::lending::{CapturePool, FrameRequest, Lease};
@@ -10,6 +12,7 @@ use ffmpeg_next::ffi;
 use ffmpeg_next::frame;
 use std::ffi::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr::NonNull;
 
 /// `decode_error_flags` of a frame (missing reference, invalid bitstream,
 /// concealment active).
@@ -150,4 +153,109 @@ unsafe extern "C" fn free_lease(opaque: *mut c_void, _data: *mut u8) {
     // FFmpeg calls this once, when the last reference is gone.
     let lease = unsafe { Box::from_raw(opaque as *mut Lease) };
     let _ = catch_unwind(AssertUnwindSafe(move || drop(lease)));
+}
+
+/// An FFmpeg bitstream parser (`av_parser_parse2`): bytes in, in chunks of
+/// any size, whole packets (access units) out.
+pub struct Parser {
+    parser: NonNull<ffi::AVCodecParserContext>,
+    /// The codec context av_parser_parse2 wants (parsers note stream
+    /// properties there); never opened.
+    avctx: NonNull<ffi::AVCodecContext>,
+    /// Input copied with FFmpeg's padding (parsers may read past the end).
+    padded: Vec<u8>,
+}
+
+// SAFETY: both contexts are owned by this value alone and used only through
+// `&mut self`; FFmpeg keeps no thread-affine state in them.
+unsafe impl Send for Parser {}
+
+impl Parser {
+    /// A parser for `id`, if FFmpeg has one.
+    pub fn new(id: ffmpeg_next::codec::Id) -> Option<Parser> {
+        let raw_id: ffi::AVCodecID = id.into();
+        // SAFETY: av_parser_init takes any codec id and returns null when it
+        // has no parser for it.
+        let parser = NonNull::new(unsafe { ffi::av_parser_init(raw_id as c_int) })?;
+        // SAFETY: a context without a codec is valid for parsing.
+        let avctx = NonNull::new(unsafe { ffi::avcodec_alloc_context3(std::ptr::null()) });
+        let Some(avctx) = avctx else {
+            // SAFETY: parser came from av_parser_init and is closed once.
+            unsafe { ffi::av_parser_close(parser.as_ptr()) };
+            return None;
+        };
+        Some(Parser {
+            parser,
+            avctx,
+            padded: Vec::new(),
+        })
+    }
+
+    /// Feeds `data`; calls `packet` with each complete packet it finished
+    /// (borrowed until the call returns). An empty `data` flushes: the last
+    /// packet the parser was still assembling comes out.
+    pub fn parse(&mut self, data: &[u8], packet: &mut dyn FnMut(&[u8])) {
+        let pad = ffi::AV_INPUT_BUFFER_PADDING_SIZE as usize;
+        // OUTPUT buffers are at most 16 MiB; chunk anything larger for c_int.
+        let pieces: Vec<&[u8]> = if data.is_empty() {
+            vec![data]
+        } else {
+            data.chunks(1 << 30).collect()
+        };
+        for piece in pieces {
+            self.padded.clear();
+            self.padded.extend_from_slice(piece);
+            self.padded.resize(piece.len() + pad, 0);
+            let mut offset = 0;
+            let mut flush_rounds = 0;
+            loop {
+                let rest = piece.len() - offset;
+                let mut out: *mut u8 = std::ptr::null_mut();
+                let mut out_len: c_int = 0;
+                // SAFETY: valid contexts; input pointer/length inside
+                // `padded`, which has the padding FFmpeg may read beyond it;
+                // `out`/`out_len` are written by FFmpeg.
+                let used = unsafe {
+                    ffi::av_parser_parse2(
+                        self.parser.as_ptr(),
+                        self.avctx.as_ptr(),
+                        &mut out,
+                        &mut out_len,
+                        self.padded.as_ptr().add(offset),
+                        rest as c_int,
+                        ffi::AV_NOPTS_VALUE,
+                        ffi::AV_NOPTS_VALUE,
+                        0,
+                    )
+                };
+                if let (false, Ok(len @ 1..)) = (out.is_null(), usize::try_from(out_len)) {
+                    // SAFETY: FFmpeg returned `len` valid bytes at `out`, alive
+                    // until the next parse call (after this borrow ends).
+                    packet(unsafe { std::slice::from_raw_parts(out, len) });
+                }
+                let used = usize::try_from(used).unwrap_or(rest).min(rest);
+                offset += used;
+                // Flushing: one call per finished packet until none is left
+                // (bounded: a parser holds at most a frame or two).
+                flush_rounds += 1;
+                if piece.is_empty() && out_len > 0 && flush_rounds < 64 {
+                    continue;
+                }
+                if offset >= piece.len() || (used == 0 && out_len <= 0) {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Parser {
+    fn drop(&mut self) {
+        // SAFETY: both pointers are owned by self and freed exactly once.
+        unsafe {
+            ffi::av_parser_close(self.parser.as_ptr());
+            let mut avctx = self.avctx.as_ptr();
+            ffi::avcodec_free_context(&mut avctx);
+        }
+    }
 }

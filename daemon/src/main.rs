@@ -4,6 +4,7 @@
 //! Runs in the foreground; under systemd (Type=notify) it logs to the journal.
 
 mod buffers;
+mod bytestream;
 mod config;
 mod convert;
 mod decoder;

@@ -232,7 +232,24 @@ impl Service {
         }
         let channel = open_channel(config, &signals)?;
         let fourccs: Vec<u32> = codecs.iter().map(|c| c.fourcc()).collect();
-        let hello = channel.hello(&fourccs)?;
+        // Codecs with a byte-stream parser take OUTPUT buffers of any
+        // chunking; the kernel advertises V4L2_FMT_FLAG_CONTINUOUS_BYTESTREAM.
+        let continuous = codecs
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| crate::bytestream::ByteStream::new(**c).is_some())
+            .fold(0u32, |mask, (i, _)| mask | 1 << i);
+        let hello = match channel.hello_with(&fourccs, continuous) {
+            Err(ChannelError::Hello {
+                source: Errno::EINVAL,
+                ..
+            }) if continuous != 0 => {
+                // A protocol 1.0 module: it has no field for the mask.
+                log::info!("kernel module predates continuous byte streams; not advertised");
+                channel.hello(&fourccs)?
+            }
+            other => other?,
+        };
         log::info!(
             "connected to {} (protocol {}.{}), codecs {:?}",
             config.device.display(),

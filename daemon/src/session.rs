@@ -14,6 +14,7 @@
 //! the session.
 
 use crate::buffers::BufferCache;
+use crate::bytestream::ByteStream;
 use crate::config::Codec;
 use crate::convert::Converter;
 use crate::decoder::{Decoder, DecoderError, HeaderProbe, ProbedFormat, Received, Sent};
@@ -115,6 +116,9 @@ pub struct Session {
     /// Until the format is announced: learns it from the headers (see
     /// HeaderProbe); None once announced, given up, or unavailable.
     probe: Option<HeaderProbe>,
+    /// Codecs with start codes: OUTPUT buffers in any chunking, cut into
+    /// access units here (see `bytestream`). None: one frame per buffer.
+    stream: Option<ByteStream>,
     input: VecDeque<Input>,
     pending: VecDeque<Pending>,
     /// CAPTURE buffers the daemon holds, and which of them FFmpeg holds.
@@ -172,6 +176,7 @@ impl Session {
             stats,
             decoder,
             probe,
+            stream: ByteStream::new(codec),
             input: VecDeque::new(),
             pending: VecDeque::new(),
             captures,
@@ -281,6 +286,9 @@ impl Session {
                 self.decoder.flush();
                 self.drain = Drain::Idle;
                 self.skip_to_keyframe = true;
+                if let Some(s) = self.stream.as_mut() {
+                    s.reset();
+                }
                 self.cache.forget_queue(Queue::Output);
                 if drain_open {
                     self.empty_drain_end = true;
@@ -659,30 +667,63 @@ impl Session {
         if self.pending.len() >= self.config.max_pending_frames || self.drain != Drain::Idle {
             return false;
         }
+        if let Some(unit) = self.stream.as_ref().and_then(|s| s.front()) {
+            return match self.decoder.send(&unit.data, unit.timestamp_ns as i64) {
+                Sent::Again => false,
+                Sent::Taken => {
+                    self.stream.as_mut().and_then(|s| s.pop());
+                    true
+                }
+                Sent::Rejected(e) => {
+                    // The OUTPUT buffers it came from went back already.
+                    log::debug!("session {}: access unit rejected: {e}", self.id);
+                    self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                    self.stream.as_mut().and_then(|s| s.pop());
+                    true
+                }
+            };
+        }
         let Some(front) = self.input.front() else {
             return false;
         };
         match front {
-            Input::Drain => match self.decoder.send_eof() {
-                Sent::Again => false,
-                Sent::Taken => {
-                    self.input.pop_front();
-                    self.drain = Drain::Active { mark: true };
-                    true
+            Input::Drain => {
+                // The parser's last access unit goes to the decoder first.
+                if self.stream.as_mut().is_some_and(|s| s.finish() > 0) {
+                    return true;
                 }
-                Sent::Rejected(e) => {
-                    log::debug!(
-                        "session {}: EOF refused ({e}); ending the drain now",
-                        self.id
-                    );
-                    self.input.pop_front();
-                    self.drain = Drain::Active { mark: true };
-                    self.finish_drain();
-                    true
+                match self.decoder.send_eof() {
+                    Sent::Again => false,
+                    Sent::Taken => {
+                        self.input.pop_front();
+                        self.drain = Drain::Active { mark: true };
+                        true
+                    }
+                    Sent::Rejected(e) => {
+                        log::debug!(
+                            "session {}: EOF refused ({e}); ending the drain now",
+                            self.id
+                        );
+                        self.input.pop_front();
+                        self.drain = Drain::Active { mark: true };
+                        self.finish_drain();
+                        true
+                    }
                 }
-            },
+            }
             Input::Bitstream(b) => {
                 let b = *b;
+                if self.stream.is_some() && b.bytesused > 0 {
+                    let flags = if self.parse_bitstream(&b) {
+                        0
+                    } else {
+                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        DAEDALUS_BITSTREAM_F_ERROR
+                    };
+                    self.input.pop_front();
+                    self.bitstream_done(&b, flags);
+                    return true;
+                }
                 if b.bytesused == 0 {
                     // An empty packet would mean EOF to FFmpeg.
                     self.input.pop_front();
@@ -715,34 +756,72 @@ impl Session {
         }
     }
 
-    /// Maps the OUTPUT buffer and gives its bytes to FFmpeg; None if the
-    /// buffer cannot be read.
-    fn send_bitstream(&mut self, b: &Bitstream) -> Option<Sent> {
+    /// Maps the OUTPUT buffer and gives its bytes to the byte-stream parser
+    /// (the parser copies them); false if the buffer cannot be read. The
+    /// header probe sees the buffer as it is: with one access unit per
+    /// buffer (what players send) the format is known after the first one,
+    /// not only once the parser has seen where the second starts.
+    fn parse_bitstream(&mut self, b: &Bitstream) -> bool {
+        let Some(stream) = self.stream.as_mut() else {
+            return false;
+        };
+        let Some(mapping) = Self::output_mapping(self.id, &mut self.cache, &*self.transport, b)
+        else {
+            return false;
+        };
+        let probe = if self.announced.is_none() {
+            self.probe.as_mut()
+        } else {
+            None
+        };
+        let n = b.bytesused as usize;
+        let probed = mapping.with_cpu_access(|m| {
+            let bytes = &m.bytes()[..n];
+            stream.push(bytes, b.timestamp_ns);
+            probe.and_then(|p| p.probe(bytes))
+        });
+        self.announce_probed(probed);
+        true
+    }
+
+    /// The mapping of OUTPUT buffer `b` if `bytesused` lies inside it.
+    fn output_mapping<'c>(
+        id: u32,
+        cache: &'c mut BufferCache,
+        transport: &dyn Transport,
+        b: &Bitstream,
+    ) -> Option<&'c mut crate::mapping::Mapping> {
         let buf = BufferRef {
-            session: self.id,
+            session: id,
             queue: Queue::Output,
             index: b.index,
             plane: 0,
             generation: b.generation,
         };
-        let mapping = match self.cache.get(self.transport.as_ref(), buf) {
+        let mapping = match cache.get(transport, buf) {
             Ok(m) => m,
             Err(e) => {
-                log::warn!("session {}: {e}", self.id);
+                log::warn!("session {id}: {e}");
                 return None;
             }
         };
-        let n = b.bytesused as usize;
-        if n > mapping.len() || b.bytesused > b.length {
+        if b.bytesused as usize > mapping.len() || b.bytesused > b.length {
             log::warn!(
-                "session {}: bitstream {} bytesused {} beyond buffer of {}",
-                self.id,
+                "session {id}: bitstream {} bytesused {} beyond buffer of {}",
                 b.index,
-                n,
+                b.bytesused,
                 mapping.len()
             );
             return None;
         }
+        Some(mapping)
+    }
+
+    /// Maps the OUTPUT buffer and gives its bytes to FFmpeg; None if the
+    /// buffer cannot be read.
+    fn send_bitstream(&mut self, b: &Bitstream) -> Option<Sent> {
+        let mapping = Self::output_mapping(self.id, &mut self.cache, &*self.transport, b)?;
+        let n = b.bytesused as usize;
         let decoder = &mut self.decoder;
         let probe = if self.announced.is_none() {
             self.probe.as_mut()

@@ -1516,3 +1516,117 @@ fn zero_copy_survives_seek_and_capture_reallocation() {
     assert!(k.stats.zero_copy_frames.load(Ordering::Relaxed) > 0);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Plays `stream` (an Annex-B file) through a session in OUTPUT buffers of
+/// `chunk` bytes, each time-stamped with its byte offset, draining at the
+/// end; returns the frames.
+fn decode_chunked(codec: Codec, stream: &[u8], chunk: usize, cap: CapFormat) -> Vec<OutFrame> {
+    let packets: Vec<Packet> = stream
+        .chunks(chunk)
+        .enumerate()
+        .map(|(i, c)| Packet {
+            data: c.to_vec(),
+            pts: (i * chunk) as u64,
+        })
+        .collect();
+    let mut k = FakeKernel::new(codec, cap);
+    k.run(&packets, true);
+    assert_eq!(
+        (k.drain_ends, k.session_errors),
+        (1, 0),
+        "{codec:?} chunk {chunk}"
+    );
+    assert_eq!(k.bitstream_errors, 0, "{codec:?} chunk {chunk}");
+    k.frames
+}
+
+#[test]
+fn any_chunking_decodes_the_same_frames_with_the_start_buffers_timestamps() {
+    if !have_ffmpeg() {
+        eprintln!("SKIPPED: no ffmpeg CLI");
+        return;
+    }
+    let dir = tmpdir("chunking");
+    let h264 = make_stream(
+        &dir,
+        "chunks.h264",
+        "320x240",
+        16,
+        &[
+            "-c:v", "libx264", "-bf", "3", "-g", "8", "-pix_fmt", "yuv420p", "-f", "h264",
+        ],
+    );
+    let hevc = make_stream(
+        &dir,
+        "chunks.hevc",
+        "320x240",
+        10,
+        &[
+            "-c:v",
+            "libx265",
+            "-x265-params",
+            "log-level=none",
+            "-f",
+            "hevc",
+        ],
+    );
+    let mpeg2 = make_stream(
+        &dir,
+        "chunks.m2v",
+        "320x240",
+        10,
+        &["-c:v", "mpeg2video", "-bf", "2", "-f", "mpeg2video"],
+    );
+    let cases = [
+        (Codec::H264, h264),
+        (Codec::Hevc, hevc),
+        (Codec::Mpeg2, mpeg2),
+    ];
+    let mut tested = 0;
+    for (codec, path) in cases {
+        let Some(path) = path else {
+            eprintln!("SKIPPED {codec:?}: no encoder");
+            continue;
+        };
+        let Some(reference) = reference(&path, "nv12", None, &dir) else {
+            continue;
+        };
+        let stream = std::fs::read(&path).unwrap();
+        assert!(
+            stream.len() < OUTPUT_LEN as usize,
+            "whole file fits one buffer"
+        );
+        let one_byte = decode_chunked(codec, &stream, 1, nv12(320, 240));
+        assert_frames_equal(&one_byte, &reference, &format!("{codec:?} 1-byte chunks"));
+        // 1-byte buffers: each frame carries the offset of its access unit's
+        // first byte; the frames' timestamps are the access units' starts.
+        let starts: Vec<u64> = one_byte.iter().map(|f| f.timestamp_ns).collect();
+        let mut sorted = starts.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(
+            sorted.len(),
+            starts.len(),
+            "{codec:?}: one frame per access unit"
+        );
+        assert_eq!(sorted[0], 0);
+        for chunk in [7, stream.len()] {
+            let frames = decode_chunked(codec, &stream, chunk, nv12(320, 240));
+            assert_frames_equal(
+                &frames,
+                &reference,
+                &format!("{codec:?} {chunk}-byte chunks"),
+            );
+            // The buffer holding an access unit's first byte gives its timestamp.
+            let want: Vec<u64> = starts
+                .iter()
+                .map(|s| s / chunk as u64 * chunk as u64)
+                .collect();
+            let got: Vec<u64> = frames.iter().map(|f| f.timestamp_ns).collect();
+            assert_eq!(got, want, "{codec:?} {chunk}-byte chunks: timestamps");
+        }
+        tested += 1;
+    }
+    assert!(tested > 0 || !have_ffmpeg());
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -91,6 +91,18 @@ impl Channel {
     /// The version handshake; announces the coded formats (V4L2 fourccs) this
     /// daemon decodes. Required before any read or write.
     pub fn hello(&self, coded_formats: &[u32]) -> Result<HelloInfo, ChannelError> {
+        self.hello_with(coded_formats, 0)
+    }
+
+    /// HELLO that also says which coded formats the daemon takes in OUTPUT
+    /// buffers of any chunking: bit i of `continuous_formats` stands for
+    /// `coded_formats[i]` (protocol minor 1; a minor-0 kernel answers
+    /// EINVAL to a non-zero mask).
+    pub fn hello_with(
+        &self,
+        coded_formats: &[u32],
+        continuous_formats: u32,
+    ) -> Result<HelloInfo, ChannelError> {
         let max = uapi::DAEDALUS_MAX_CODED_FORMATS as usize;
         if coded_formats.is_empty() || coded_formats.len() > max {
             return Err(ChannelError::CodedFormats {
@@ -101,6 +113,7 @@ impl Channel {
             version_major: uapi::DAEDALUS_PROTO_VERSION_MAJOR,
             version_minor: uapi::DAEDALUS_PROTO_VERSION_MINOR,
             num_coded_formats: coded_formats.len() as u32,
+            continuous_formats,
             ..Default::default()
         };
         arg.coded_formats[..coded_formats.len()].copy_from_slice(coded_formats);

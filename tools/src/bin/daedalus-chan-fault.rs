@@ -476,6 +476,13 @@ fn channel_cases(r: &mut Report, args: &Args) -> Result<FakeDaemon> {
         errno_outcome(raw_hello(&chan, &mut h)),
         Errno::EINVAL,
     );
+    let mut h = hello_arg(&CODECS);
+    h.continuous_formats = 1 << CODECS.len();
+    r.expect_err(
+        "HELLO continuous-format bit beyond the codecs",
+        errno_outcome(raw_hello(&chan, &mut h)),
+        Errno::EINVAL,
+    );
 
     let info = chan
         .hello(&CODECS)

@@ -51,7 +51,7 @@
 #include <linux/types.h>
 
 #define DAEDALUS_PROTO_VERSION_MAJOR	1
-#define DAEDALUS_PROTO_VERSION_MINOR	0
+#define DAEDALUS_PROTO_VERSION_MINOR	1
 
 #define DAEDALUS_MSG_SIZE		128
 #define DAEDALUS_MAX_PLANES		3
@@ -234,7 +234,15 @@ struct daedalus_hello {
 	__u32 num_coded_formats;	/* in: 1..DAEDALUS_MAX_CODED_FORMATS */
 	__u32 coded_formats[DAEDALUS_MAX_CODED_FORMATS];	/* in: fourccs */
 	__u32 flags;			/* in: 0 */
-	__u32 reserved[7];		/* in: 0 */
+	/*
+	 * in (minor >= 1): bit i set: the daemon parses coded_formats[i] from
+	 * OUTPUT buffers of any chunking, so the format is advertised with
+	 * V4L2_FMT_FLAG_CONTINUOUS_BYTESTREAM. Bits >= num_coded_formats: 0.
+	 * A minor-0 kernel rejects a non-zero value (it was reserved): retry
+	 * with 0.
+	 */
+	__u32 continuous_formats;
+	__u32 reserved[6];		/* in: 0 */
 };
 
 struct daedalus_buf_fd {
