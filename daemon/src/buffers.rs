@@ -33,6 +33,23 @@ pub enum BufferError {
     },
 }
 
+impl BufferError {
+    /// The kernel no longer has the buffer for the daemon: the client took it
+    /// back (STREAMOFF: ESTALE) or freed it (REQBUFS: EINVAL for an index that
+    /// no longer exists) after queuing it, and the CAPTURE_RESET saying so is
+    /// still on its way. Indices and planes come from the kernel's own
+    /// messages, so EINVAL here means the buffer is gone, not a bad request.
+    pub fn buffer_gone(&self) -> bool {
+        matches!(
+            self,
+            BufferError::Export {
+                source: ChannelError::Stale | ChannelError::Io(nix::errno::Errno::EINVAL),
+                ..
+            }
+        )
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct BufferCache {
     entries: HashMap<(Queue, u32, u32), (u32, Mapping)>,

@@ -492,6 +492,20 @@ impl Session {
                     0
                 };
                 match written {
+                    Err(e) if e.buffer_gone() => {
+                        // The client reallocated CAPTURE while this buffer's
+                        // QBUF was in flight (GStreamer 1.22 does so at the
+                        // first source change): the frame waits for a buffer
+                        // of the new set instead of being lost.
+                        log::debug!(
+                            "session {}: CAPTURE {} taken back before it was written ({e}); the frame waits",
+                            self.id,
+                            cap.index
+                        );
+                        self.pending.push_front(p);
+                        progress = true;
+                        continue;
+                    }
                     Ok(()) => {
                         self.frame_done(
                             &cap,

@@ -981,6 +981,55 @@ fn frames_wait_for_capture_buffers_within_the_bound() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+#[test]
+fn a_capture_reallocation_racing_the_write_keeps_the_frames() {
+    if !have_ffmpeg() {
+        eprintln!("SKIPPED: no ffmpeg CLI");
+        return;
+    }
+    let dir = tmpdir("realloc-race");
+    let Some(stream) = h264_stream(&dir, "320x240", 12) else {
+        return;
+    };
+    let Some(reference) = reference(&stream, "nv12", None, &dir) else {
+        return;
+    };
+    let packets = demux(&stream);
+    let mut k = FakeKernel::copying(Codec::H264, nv12(320, 240));
+    // The client takes its CAPTURE buffers back while their QBUF messages
+    // are still with the daemon (GStreamer 1.22 reallocates at the first
+    // source change): the first half freed (export: EINVAL), the rest
+    // reallocated (export: ESTALE). CAPTURE_RESET has not arrived yet.
+    {
+        let mut buffers = k.transport.buffers.lock().unwrap();
+        buffers.retain(|(q, i, _), _| *q != Queue::Capture || *i >= CAPTURE_BUFFERS / 2);
+        for (_, (_, _, generation)) in buffers
+            .iter_mut()
+            .filter(|((q, _, _), _)| *q == Queue::Capture)
+        {
+            *generation += 1;
+        }
+    }
+    k.run(&packets[..6], false);
+    k.session.pump();
+    k.process();
+    assert_eq!(
+        k.error_frames, 0,
+        "a frame was spent on a buffer that was gone"
+    );
+    assert!(k.frames.is_empty(), "no buffer to write to yet");
+    // now the reset and the new buffers: every frame arrives, in order
+    k.set_capture_buffers(CAPTURE_BUFFERS);
+    k.run(&packets[6..], true);
+    assert_eq!(k.error_frames, 0);
+    assert_frames_equal(
+        &k.frames,
+        &reference,
+        "CAPTURE reallocated under the daemon",
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 fn xorshift(state: &mut u64) -> u64 {
     *state ^= *state << 13;
     *state ^= *state >> 7;

@@ -34,6 +34,14 @@ pub enum WriteError {
     Convert(#[from] ConvertError),
 }
 
+impl WriteError {
+    /// See [`BufferError::buffer_gone`]: the frame is intact, only this
+    /// CAPTURE buffer went away.
+    pub fn buffer_gone(&self) -> bool {
+        matches!(self, WriteError::Buffer(e) if e.buffer_gone())
+    }
+}
+
 /// The source planes of a decoded frame.
 struct Source<'a> {
     planes: [Src<'a>; 3],
