@@ -9,7 +9,8 @@
 # its own log under out/prepare/) instead of after it.
 #   usage: ci/prepare.sh [--tests] [release|debug]...
 #     variants: guest kernels to build (default release); --tests adds what
-#     only the test command needs (packaging roots, arm64 headers)
+#     only the test command needs (packaging roots, arm64 headers, the
+#     aarch64 guest's Debian kernel and arm64 root)
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd -P)"
 cd "$repo"
@@ -55,7 +56,11 @@ beside guest-root ci/guest-root/build.sh
 beside streams python3 -m ci.harness.streams
 beside crates cargo fetch
 if [ "$tests" = 1 ]; then
-	beside arm64-headers ci/fetch-headers.sh arm64 arm64-16k
+	# the arm64 headers, then the aarch64 guest: Debian's 16K-page kernel of
+	# the same ABI (kernel.sh asks fetch-headers.sh, so not in parallel with
+	# it) and its arm64 root (mmdebstrap under qemu-user)
+	beside arm64 sh -c 'ci/fetch-headers.sh arm64 arm64-16k && ci/guest-aarch64/kernel.sh &&
+		ci/guest-aarch64/root.sh'
 	# the package build roots and the clean roots the .debs are installed into
 	beside debroots sh -c 'for r in bookworm trixie; do for k in build clean; do
 		packaging/debroot.sh "$r" "$k" || exit; done; done'

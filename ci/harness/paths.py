@@ -29,3 +29,18 @@ def guest_root() -> Path:
 def kernel_release(kdir: Path) -> str:
     """The `uname -r` of a built guest kernel."""
     return (kdir / "src" / "include" / "config" / "kernel.release").read_text().strip()
+
+
+def arm64_kernel() -> Path:
+    """Debian's arm64-16k kernel cache dir (vmlinuz, config, modroot/, kdir); fetches it if needed."""
+    return _cached_build(REPO / "ci" / "guest-aarch64" / "kernel.sh")
+
+
+def arm64_kernel_release(kdir: Path) -> str:
+    """The `uname -r` of that kernel: its cache dir is named after it."""
+    return kdir.name
+
+
+def arm64_root() -> Path:
+    """The arm64 Debian 13 guest root directory; builds it if needed."""
+    return _cached_build(REPO / "ci" / "guest-aarch64" / "root.sh")

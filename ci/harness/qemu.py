@@ -1,5 +1,6 @@
-"""Boots the QEMU x86_64 guest: 9p-shared Debian 13 root, the cached guest
-kernel, the repository at its host path. Used by ci/qemu/run-guest.sh and by
+"""Boots a QEMU guest (x86_64, or aarch64 with Debian's 16K-page kernel; see
+guest_arch.py): 9p-shared Debian 13 root, the guest kernel, the repository at
+its host path. Used by ci/qemu/run-guest.sh and by
 the test suite's QEMU target.
 """
 
@@ -14,8 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import paths
-from .initramfs import initramfs
+from . import guest_arch, paths
 from .splat import find_splats
 
 # Exit statuses of a run that did not get as far as the command's own status.
@@ -36,6 +36,7 @@ class GuestConfig:
     udev: bool = False
     shares: list[tuple[Path, bool]] = field(default_factory=list)  # (path, read_only)
     accel: str = ""  # "" = probe (cached), or kvm / tcg
+    arch: str = "x86_64"  # one of guest_arch.ARCHES; a foreign one always runs under TCG
 
 
 def _log(msg: str) -> None:
@@ -62,10 +63,10 @@ def qemu_parts(cfg: GuestConfig, mode: str, cmd_file: Path | None, accel: str) -
     Shared by run_command() and the labgrid QEMUDriver environment (which
     adds its own serial socket and QMP monitor).
     """
-    kdir = paths.guest_kernel(cfg.variant)
-    root = paths.guest_root()
-    mods = kdir / "modroot" / "lib" / "modules"
-    shares = [("root", root, True), ("mods", mods, True), ("repo", paths.REPO, False)]
+    guest = guest_arch.pieces(cfg.arch, cfg.variant)
+    if not guest_arch.native(cfg.arch):
+        accel = "tcg"
+    shares = [("root", guest.root, True), ("mods", guest.modules, True), ("repo", paths.REPO, False)]
     extra = []
     for i, (p, ro) in enumerate(cfg.shares):
         tag = f"share{i}"
@@ -75,13 +76,13 @@ def qemu_parts(cfg: GuestConfig, mode: str, cmd_file: Path | None, accel: str) -
     # it needs QEMU to run as root, otherwise the mapping is lost.
     model = "passthrough" if os.geteuid() == 0 else "none"
     args = ["-smp", str(cfg.cpus), "-nodefaults", "-no-reboot", "-monitor", "none",
-            "-initrd", str(initramfs()), "-device", "virtio-rng-pci"]
+            "-initrd", str(guest.initrd), "-device", "virtio-rng-pci"]
     args += ["-accel", "kvm"] if accel == "kvm" else ["-accel", "tcg,thread=multi"]
     for i, (tag, p, ro) in enumerate(shares):
         fs = f"local,id=fs{i},path={p},security_model={model}" + (",readonly=on" if ro else "")
         args += ["-fsdev", fs, "-device", f"virtio-9p-pci,fsdev=fs{i},mount_tag={tag}"]
     append = [
-        "console=ttyS0", "panic=-1", "oops=panic", "mitigations=off", "no_hash_pointers",
+        f"console={guest.console}", "panic=-1", "oops=panic", "mitigations=off", "no_hash_pointers",
         f"daedalus.repo={paths.REPO}", f"daedalus.mode={mode}",
     ]
     if extra:
@@ -93,10 +94,11 @@ def qemu_parts(cfg: GuestConfig, mode: str, cmd_file: Path | None, accel: str) -
     if cfg.udev:
         append.append("daedalus.udev=1")
     return {
-        "kernel": str(kdir / "bzImage"),
+        "qemu": guest.qemu,
+        "kernel": str(guest.kernel),
         "cpu": os.environ.get("DAEDALUS_KVM_CPU", "host") if accel == "kvm" else "max",
         "memory": f"{cfg.memory_mb}M",
-        "machine": os.environ.get("DAEDALUS_QEMU_MACHINE", "q35"),
+        "machine": guest.machine,
         "extra_args": args,
         "append": " ".join(append),
     }
@@ -105,7 +107,7 @@ def qemu_parts(cfg: GuestConfig, mode: str, cmd_file: Path | None, accel: str) -
 def qemu_argv(cfg: GuestConfig, mode: str, cmd_file: Path | None, accel: str) -> list[str]:
     """The whole QEMU command line; the serial console is on QEMU's stdio."""
     p = qemu_parts(cfg, mode, cmd_file, accel)
-    return ["qemu-system-x86_64", "-machine", p["machine"], "-cpu", p["cpu"], "-m", p["memory"],
+    return [p["qemu"], "-machine", p["machine"], "-cpu", p["cpu"], "-m", p["memory"],
             "-display", "none", "-serial", "stdio", "-kernel", p["kernel"], *p["extra_args"],
             "-append", p["append"]]
 
@@ -138,7 +140,7 @@ def run_command(cfg: GuestConfig, command: str, timeout: float = 900, echo: bool
     A kernel splat anywhere in the console or the final dmesg, a panic, or a
     hang past `timeout` fails the run; the console log stays in out/qemu/.
     """
-    accel = accel or cfg.accel or probe_accel()
+    accel = accel or cfg.accel or (probe_accel() if guest_arch.native(cfg.arch) else "tcg")
     run_dir = _new_run_dir(cfg.variant)
     cmd_file = run_dir / "cmd.sh"
     cmd_file.write_text(command + "\n")
@@ -146,7 +148,7 @@ def run_command(cfg: GuestConfig, command: str, timeout: float = 900, echo: bool
     (run_dir / "qemu-argv.txt").write_text(" ".join(argv) + "\n")
     console_path = run_dir / "console.log"
     if echo:
-        _log(f"booting the {cfg.variant} guest ({accel}, {cfg.cpus} vCPUs, {cfg.memory_mb} MiB); console log {console_path}")
+        _log(f"booting the {cfg.arch} {cfg.variant} guest ({accel}, {cfg.cpus} vCPUs, {cfg.memory_mb} MiB); console log {console_path}")
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)

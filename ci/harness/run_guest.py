@@ -1,6 +1,6 @@
 """Command-line entry: boot the guest, run a command in it, return its status.
 
-  ci/qemu/run-guest.sh [--debug] [--timeout S] [--modules a,b] [--udev]
+  ci/qemu/run-guest.sh [--arch x86_64|aarch64] [--debug] [--timeout S] [--modules a,b] [--udev]
                        [--share PATH[:ro]] [--memory MB] [--shell] -- <command...>
 
 The command runs under bash in the repository (same path as on the host). Exit
@@ -22,6 +22,8 @@ from ci.harness import paths, qemu  # noqa: E402
 def main() -> int:
     ap = argparse.ArgumentParser(prog="run-guest.sh", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--arch", choices=qemu.guest_arch.ARCHES, default="x86_64",
+                    help="guest architecture (aarch64: Debian's 16K-page kernel under TCG)")
     ap.add_argument("--debug", action="store_true", help="debug kernel (KASAN, lockdep, kmemleak)")
     ap.add_argument("--timeout", type=float, default=900, help="seconds before the run counts as hung")
     ap.add_argument("--modules", default="", help="comma-separated modules to modprobe at boot")
@@ -43,7 +45,7 @@ def main() -> int:
         shares.append((paths.STREAMS, True))
     cfg = qemu.GuestConfig(variant=variant, memory_mb=args.memory or (3072 if args.debug else 2048),
                            cpus=args.cpus, modules=[m for m in args.modules.split(",") if m],
-                           udev=args.udev, shares=shares, accel=args.accel or "")
+                           udev=args.udev, shares=shares, accel=args.accel or "", arch=args.arch)
     if args.shell:
         argv = qemu.qemu_argv(cfg, "shell", None, cfg.accel or qemu.probe_accel())
         argv[argv.index("stdio")] = "mon:stdio"

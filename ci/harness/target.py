@@ -4,7 +4,8 @@ now, a Pi 5 later) behind one small interface, `run(cmd) -> Result`.
 The environment file is chosen by DAEDALUS_TARGET (a path or a name in
 ci/targets/, default qemu-x86_64). For QEMU the dynamic pieces (kernel path,
 9p shares, KVM or TCG) come from ci/harness/qemu.py through LG_* variables,
-so the QEMU command line has one source of truth.
+so the QEMU command line has one source of truth; the guest architecture is
+the file's `daedalus_arch` option (default x86_64).
 """
 
 import os
@@ -32,6 +33,19 @@ class CommandFailed(AssertionError):
     pass
 
 
+def target_option(env_path: Path, name: str) -> str | None:
+    """One option of an environment file, read before labgrid loads it (its
+    !template values need the LG_* variables this option decides)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_multi_constructor("!", lambda _loader, _suffix, _node: None)
+    doc = yaml.load(env_path.read_text(), Loader=Loader) or {}
+    return (doc.get("options") or {}).get(name)
+
+
 def env_file() -> Path:
     name = os.environ.get("DAEDALUS_TARGET", "qemu-x86_64")
     p = Path(name)
@@ -43,16 +57,18 @@ class Target:
         from labgrid import Environment  # the venv's labgrid; host tests never need it
 
         self.env_path = env_file()
+        self.arch = target_option(self.env_path, "daedalus_arch") or "x86_64"
         self.variant = variant
         self.is_qemu = "qemu" in self.env_path.name
         if self.is_qemu:
             self._export_qemu_vars()
         # the whole serial console, kept whatever happens (a panic ends the
-        # shell, not the log): out/labgrid/<variant>/console_main
+        # shell, not the log): out/labgrid/<variant>[-<arch>]/console_main
         from labgrid.consoleloggingreporter import ConsoleLoggingReporter
 
         if ConsoleLoggingReporter.instance is None:
-            self.console_log_dir = paths.OUT / "labgrid" / variant
+            log_name = variant if self.arch == "x86_64" else f"{variant}-{self.arch}"
+            self.console_log_dir = paths.OUT / "labgrid" / log_name
             ConsoleLoggingReporter.start(str(self.console_log_dir))
         self.env = Environment(config_file=str(self.env_path))
         self.lg = self.env.get_target("main")
@@ -61,6 +77,7 @@ class Target:
         self.repo = opt("daedalus_repo")
         self.bin = opt("daedalus_bin")
         self.module = opt("daedalus_module")
+        self.page_size = opt("daedalus_page_size")
         self.streams = opt("daedalus_streams")
         self.out = opt("daedalus_out")
         self.shell = None
@@ -69,7 +86,7 @@ class Target:
     def _export_qemu_vars(self) -> None:
         mem = 3072 if self.variant == "debug" else 2048
         shares = [(paths.STREAMS, True)]
-        cfg = qemu.GuestConfig(variant=self.variant, memory_mb=mem, shares=shares)
+        cfg = qemu.GuestConfig(variant=self.variant, memory_mb=mem, shares=shares, arch=self.arch)
         parts = qemu.qemu_parts(cfg, "shell", None, qemu.probe_accel())
         os.environ.update({
             "LG_QEMU_CPU": parts["cpu"],

@@ -19,7 +19,7 @@ mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 hostname daedalus-guest
 ip link set lo up 2>/dev/null
 
-mode=shell cmd= modules= udev=0
+mode=shell cmd= modules= udev=0 console=ttyS0
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	daedalus.mode=*) mode=${arg#daedalus.mode=} ;;
@@ -27,6 +27,7 @@ for arg in $(cat /proc/cmdline); do
 	daedalus.modules=*) modules=${arg#daedalus.modules=} ;;
 	daedalus.udev=*) udev=${arg#daedalus.udev=} ;;
 	daedalus.repo=*) repo=${arg#daedalus.repo=} ;;
+	console=*) console=${arg#console=} ;;
 	esac
 done
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
@@ -59,16 +60,19 @@ if [ "$mode" = run ]; then
 	echo "@@DAEDALUS-DMESG-BEGIN@@"; dmesg; echo "@@DAEDALUS-DMESG-END@@"
 	sync
 	echo "@@DAEDALUS-POWEROFF@@"
-	reboot -f
+	# the aarch64 root has no systemd, so no reboot(8): busybox's
+	if command -v reboot >/dev/null; then reboot -f; else busybox reboot -f; fi
 fi
 
 # shell mode: a login-free root shell on the serial line, restarted if it exits.
 # No readline (line editing echoes escape sequences a test driver must not
 # parse), a fixed prompt the driver's regex matches, a wide line.
-stty -F /dev/ttyS0 cols 1000 rows 50 2>/dev/null
+# the serial line: ttyS0 (x86_64), ttyAMA0 (aarch64 virt), from console=
+tty=/dev/${console%%,*}
+stty -F "$tty" cols 1000 rows 50 2>/dev/null
 cd "${repo:-/}" || cd /
 export PS1='daedalus-guest# '
 while :; do
-	setsid -c /bin/bash --noprofile --norc --noediting -i </dev/ttyS0 >/dev/ttyS0 2>&1
+	setsid -c /bin/bash --noprofile --norc --noediting -i <"$tty" >"$tty" 2>&1
 	echo "daedalus-init: shell exited, restarting it"
 done

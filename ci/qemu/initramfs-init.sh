@@ -22,6 +22,11 @@ for arg in $(cat /proc/cmdline); do
 	esac
 done
 [ -n "$repo" ] || fail "no daedalus.repo= on the command line"
+# a kernel with 9p/overlay as modules (Debian's arm64): the initramfs carries
+# them, in load order
+if [ -f /stage1/order ]; then
+	while read -r ko; do insmod "$ko" || fail "cannot load $ko"; done </stage1/order
+fi
 
 mkdir -p /lower /rw /newroot
 mount -t 9p -o "$opts9p,ro,cache=loose" root /lower || fail "cannot mount the 9p root"

@@ -6,13 +6,24 @@ import pytest
 from ci.harness import paths, report
 from ci.harness.stack import Stack
 from ci.harness.streams import streams
-from ci.harness.target import Target
+from ci.harness.target import Target, env_file, target_option
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
+    # what the target's kernel or userspace does not have (its environment
+    # file's `daedalus_lacks`): tests marked with it are deselected, not skipped
+    lacks = set(target_option(env_file(), "daedalus_lacks") or [])
+    keep, drop = [], []
     for it in items:
         if "/guest/" in str(it.fspath):
             it.add_marker(pytest.mark.guest)
+            if lacks & {m.name for m in it.iter_markers()}:
+                drop.append(it)
+                continue
+        keep.append(it)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session")

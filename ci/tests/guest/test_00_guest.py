@@ -30,6 +30,16 @@ def _compliance(target, dev: str) -> str:
     return m.group(0)
 
 
+def test_page_size(target):
+    """The page size the target declares (4096 x86_64, 16384 on the Pi 5's and
+    the aarch64 guest's kernel): the module and daemon must not assume 4096."""
+    expected = int(target.page_size)
+    got = target.run("getconf PAGESIZE", check=True).stdout.strip()
+    assert got == str(expected), got
+    report.figure(f"page size ({target.env_path.stem})", got)
+
+
+@pytest.mark.reference_drivers
 @pytest.mark.parametrize("module,driver", [("vicodec", "vicodec"), ("vim2m", "vim2m")])
 def test_reference_driver_compliance(target, module, driver):
     target.run(f"modprobe {module}", check=True)

@@ -1,6 +1,8 @@
 """Loading and unloading daedalus_v4l2: nodes appear, sit beside the kernel's
 reference M2M drivers, and go away cleanly (no daemon needed)."""
 
+import pytest
+
 from ci.harness.stack import CHANNEL, DRIVER
 
 
@@ -25,6 +27,7 @@ def test_unload_load_cycles(target, stack):
         stack.devices()
 
 
+@pytest.mark.reference_drivers
 def test_beside_reference_drivers(target, stack):
     stack.unload_module()
     target.run("modprobe -a vicodec vim2m", check=True)
