@@ -4,18 +4,23 @@
 #   daedalus-v4l2d      (arch)   daemon, tools, plugin + rootfs-overlay/ files
 # dpkg-buildpackage runs inside a Debian root of the target release
 # (packaging/debroot.sh, cached), so ${shlibs:Depends} names that release's
-# FFmpeg library packages.
+# FFmpeg library packages. arm64 packages on an amd64 host are cross-built:
+# `dpkg-buildpackage -a arm64` in the release's cross root (debroot.sh
+# <release> cross-arm64), where the arm64 FFmpeg libraries are installed
+# through multiarch, so dpkg-shlibdeps reads their arm64 symbols files.
 #
 # usage: packaging/build-debs.sh [--release bookworm|trixie] [--arch ARCH]
 #                                [--bin-dir DIR] [--out DIR]
 #   --release  Debian release the binaries were built for; default bookworm
+#   --arch     amd64 or arm64; default the machine's own (on a Pi: arm64)
 #   --bin-dir  where daedalus-v4l2d, daedalus-decode, daedalus-bench and
-#              libdaedalus_fourier_cpu.so are; default by release:
-#                bookworm -> target/release          (host: cargo build --release)
-#                trixie   -> target/trixie/release   (ci/trixie-cargo.sh build --release)
+#              libdaedalus_fourier_cpu.so are; default by release and arch:
+#                bookworm amd64 -> target/release         (host: cargo build --release)
+#                trixie   amd64 -> target/trixie/release  (ci/trixie-cargo.sh build --release)
+#                <release> arm64 on amd64 -> target/<release>-arm64/aarch64-unknown-linux-gnu/release
+#                               (packaging/cross-cargo.sh <release> build --release)
+#              (on an arm64 machine the native paths of the amd64 rows apply)
 #   --out      default out/debs/<release>-<arch>; prints the .deb paths
-#   --arch     the host's (amd64 on the CI host, arm64 on a Pi); cross-building
-#              arm64 packages on amd64 is not wired up yet
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd -P)"
 release=bookworm arch=$(dpkg --print-architecture) bin_dir="" out=""
@@ -42,8 +47,19 @@ amd64) elf_machine="Advanced Micro Devices X86-64" ;;
 arm64) elf_machine="AArch64" ;;
 *) die "unknown arch '$arch' (amd64|arm64)" ;;
 esac
-[ "$arch" = "$(dpkg --print-architecture)" ] ||
-	die "cross-building $arch packages on $(dpkg --print-architecture) is not wired up yet; build on an $arch machine"
+native=$(dpkg --print-architecture)
+root_kind=build build_hint="cargo build --release --workspace"
+# cross: the "cross" profile and nocheck tell debhelper not to expect to run
+# arm64 binaries; CC only names the host type dpkg-architecture checks
+cross_opts="" cross_cc=""
+[ "$release" = trixie ] && build_hint="ci/trixie-cargo.sh build --release --workspace"
+if [ "$arch" != "$native" ]; then
+	[ "$arch/$native" = arm64/amd64 ] || die "cross-building $arch packages on $native is not supported (only arm64 on amd64)"
+	root_kind=cross-arm64
+	default_bin=target/$release-arm64/aarch64-unknown-linux-gnu/release
+	build_hint="packaging/cross-cargo.sh $release build --release --workspace"
+	cross_opts="-Pcross,nocheck" cross_cc=aarch64-linux-gnu-gcc
+fi
 
 bin_dir="$(cd "$repo" && realpath -m "${bin_dir:-$default_bin}")"
 out="$(cd "$repo" && realpath -m "${out:-out/debs/$release-$arch}")"
@@ -59,9 +75,7 @@ for f in daedalus-v4l2d daedalus-decode daedalus-bench libdaedalus_fourier_cpu.s
 	fi
 done
 if [ ${#missing[@]} -gt 0 ]; then
-	hint="cargo build --release --workspace"
-	[ "$release" = trixie ] && hint="ci/trixie-cargo.sh build --release --workspace"
-	die "missing in $bin_dir: ${missing[*]} (build them first: $hint)"
+	die "missing in $bin_dir: ${missing[*]} (build them first: $build_hint)"
 fi
 [ -f "$repo/kernel/dkms.conf" ] || die "kernel/dkms.conf is missing: nothing for the -dkms package"
 
@@ -98,20 +112,23 @@ CHANGELOG
 
 # --- build inside the release's root ------------------------------------------
 # -d: nothing is compiled here, so the implied build-essential is not in the
-# root; the tools debian/rules does use (debhelper, dh-dkms) are.
-root="$("$repo/packaging/debroot.sh" "$release" build)"
+# root; the tools debian/rules does use (debhelper, dh-dkms) are. With
+# --host-arch arm64 on amd64, dh_strip and dpkg-shlibdeps use the
+# aarch64-linux-gnu- binutils of the cross root.
+root="$("$repo/packaging/debroot.sh" "$release" "$root_kind")"
 log "dpkg-buildpackage $full_version for $release/$arch in $root"
-unshare --mount --propagation private -- /bin/bash -s -- "$root" "$work" "$epoch" <<'INNER' >&2
+unshare --mount --propagation private -- /bin/bash -s -- "$root" "$work" "$epoch" "$arch" "$cross_opts" "$cross_cc" <<'INNER' >&2
 set -euo pipefail
-root=$1 work=$2 epoch=$3
+root=$1 work=$2 epoch=$3 arch=$4 cross_opts=$5 cross_cc=$6
 mount -t proc proc "$root/proc"
 mount -t tmpfs tmpfs "$root/tmp"
 mkdir -p "$root/build"
 mount --bind "$work" "$root/build"
 tree=$(cd "$work" && ls -d daedalus-v4l2-*/)
 chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/tmp LC_ALL=C.UTF-8 \
-	SOURCE_DATE_EPOCH="$epoch" DEB_BUILD_OPTIONS=noautodbgsym \
-	/bin/sh -c 'cd "/build/$1" && dpkg-buildpackage -b -us -uc -d' sh "$tree"
+	SOURCE_DATE_EPOCH="$epoch" DEB_BUILD_OPTIONS="noautodbgsym${cross_opts:+ nocheck}" \
+	${cross_cc:+CC=$cross_cc} \
+	/bin/sh -c 'cd "/build/$1" && dpkg-buildpackage -b -us -uc -d --host-arch "$2" $3' sh "$tree" "$arch" "$cross_opts"
 INNER
 debs=("$work"/*.deb)
 [ -e "${debs[0]}" ] || die "dpkg-buildpackage made no .deb"
