@@ -2,7 +2,10 @@
 host's ffmpeg CLI and cached under ~/.cache/daedalus-v4l2/streams/<key>/.
 
 Containers: H.264/HEVC as Annex B elementary streams, VP9/AV1 in IVF (what
-daedalus-decode and FFmpeg's *_v4l2m2m both read). Reference decodes are raw
+daedalus-decode and FFmpeg's *_v4l2m2m both read). The seek streams have a
+keyframe every `gop` frames and also come in Matroska (`mkv` in the manifest,
+with `keyframes` and `rate`): a player seeks by the container's index and
+timestamps, and the elementary stream is remuxed from it. Reference decodes are raw
 NV12 (8-bit) or P010LE (10-bit) frames, one after the other, made with
 `ffmpeg -i IN -fps_mode passthrough -pix_fmt nv12|p010le -f rawvideo REF`.
 Never committed: the cache key is the hash of this file and the ffmpeg version.
@@ -18,7 +21,7 @@ from pathlib import Path
 
 from .paths import STREAMS
 
-SOURCE = "testsrc2=size={w}x{h}:rate=30"
+SOURCE = "testsrc2=size={w}x{h}:rate={rate}"
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,11 @@ class Spec:
     # resolution change: a second part at this size, keyframe at the change
     width2: int = 0
     height2: int = 0
+    # a keyframe every `gop` frames (0: only the first frame) and a Matroska copy
+    gop: int = 0
+
+
+RATE = 30  # frames per second of every stream (SOURCE)
 
 
 # 1080p streams stay short: the guest may run under TCG.
@@ -51,6 +59,9 @@ SPECS = [
     Spec("av1-320x240", "av1", 320, 240, 30),
     Spec("av1-1920x1080", "av1", 1920, 1080, 4),
     Spec("av1-10bit-320x240", "av1", 320, 240, 20, bits=10),
+    # seeking: keyframes at 0, 15, 30 and 45 (test_45_players.py seeks to one)
+    Spec("h264-seek", "h264", 320, 240, 60, gop=15),
+    Spec("vp9-seek", "vp9", 320, 240, 60, gop=15),
 ]
 
 EXT = {"h264": "h264", "hevc": "hevc", "vp9": "ivf", "av1": "ivf"}
@@ -58,26 +69,35 @@ EXT = {"h264": "h264", "hevc": "hevc", "vp9": "ivf", "av1": "ivf"}
 V4L2M2M = {"h264": "h264_v4l2m2m", "hevc": "hevc_v4l2m2m", "vp9": "vp9_v4l2m2m"}
 
 
-def _encoder_args(spec: Spec, width: int, height: int) -> list[str]:
+def _encoder_args(spec: Spec) -> list[str]:
+    """The encoder's options (no output format: see _encode)."""
     pix = "yuv420p10le" if spec.bits == 10 else "yuv420p"
-    gop = str(spec.frames)
+    gop = str(spec.gop or spec.frames)
+    # forced keyframes exactly every `gop` frames, none elsewhere (no scene cuts)
+    keys = ["-force_key_frames", f"expr:eq(mod(n,{gop}),0)", "-keyint_min", gop] if spec.gop else []
     if spec.codec == "h264":
         # b-adapt=0: really three B-frames between references, not "up to"
-        return ["-c:v", "libx264", "-preset", "veryfast", "-bf", "3", "-g", gop,
-                "-x264-params", "b-adapt=0:log-level=error", "-pix_fmt", pix, "-bsf:v", "h264_mp4toannexb", "-f", "h264"]
+        x264 = "b-adapt=0:log-level=error" + (":scenecut=0" if spec.gop else "")
+        return ["-c:v", "libx264", "-preset", "veryfast", "-bf", "3", "-g", gop, *keys,
+                "-x264-params", x264, "-pix_fmt", pix]
     if spec.codec == "hevc":
         return ["-c:v", "libx265", "-preset", "veryfast", "-pix_fmt", pix,
-                "-x265-params", f"bframes=3:b-adapt=0:keyint={gop}:log-level=error", "-f", "hevc"]
+                "-x265-params", f"bframes=3:b-adapt=0:keyint={gop}:log-level=error"]
     if spec.codec == "vp9":
         args = ["-c:v", "libvpx-vp9", "-deadline", "good", "-cpu-used", "8", "-b:v", "800k",
-                "-g", gop, "-pix_fmt", pix]
+                "-g", gop, *keys, "-pix_fmt", pix]
         if spec.bits == 10:
             args += ["-profile:v", "2"]
-        return args + ["-f", "ivf"]
+        return args
     if spec.codec == "av1":
         return ["-c:v", "libaom-av1", "-usage", "good", "-cpu-used", "8", "-b:v", "500k",
-                "-g", gop, "-pix_fmt", pix, "-f", "ivf"]
+                "-g", gop, "-pix_fmt", pix]
     raise ValueError(spec.codec)
+
+
+# the elementary-stream formats daedalus-decode and FFmpeg's wrappers read
+ES_FORMAT = {"h264": ["-bsf:v", "h264_mp4toannexb", "-f", "h264"], "hevc": ["-f", "hevc"],
+             "vp9": ["-f", "ivf"], "av1": ["-f", "ivf"]}
 
 
 def _ffmpeg(*args: str) -> None:
@@ -85,8 +105,22 @@ def _ffmpeg(*args: str) -> None:
 
 
 def _encode(spec: Spec, width: int, height: int, frames: int, out: Path) -> None:
-    _ffmpeg("-f", "lavfi", "-i", SOURCE.format(w=width, h=height), "-frames:v", str(frames),
-            *_encoder_args(spec, width, height), str(out))
+    fmt = ["-f", "matroska"] if out.suffix == ".mkv" else ES_FORMAT[spec.codec]
+    _ffmpeg("-f", "lavfi", "-i", SOURCE.format(w=width, h=height, rate=RATE), "-frames:v", str(frames),
+            *_encoder_args(spec), *fmt, str(out))
+
+
+def _remux_es(spec: Spec, mkv: Path, out: Path) -> None:
+    """The elementary stream of a Matroska file, the same packets."""
+    _ffmpeg("-i", str(mkv), "-map", "0:v", "-c", "copy", *ES_FORMAT[spec.codec], str(out))
+
+
+def _keyframes(stream: Path) -> list[int]:
+    """Indices (display order) of the keyframes, as ffprobe sees them."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                          "frame=key_frame", "-of", "csv=p=0", str(stream)],
+                         check=True, capture_output=True, text=True).stdout.split()
+    return [i for i, k in enumerate(out) if k.strip(",") == "1"]
 
 
 def _reference(stream: Path, bits: int, out: Path) -> None:
@@ -128,6 +162,7 @@ def _make(spec: Spec, d: Path) -> dict:
     stream = d / f"{spec.name}.{EXT[spec.codec]}"
     ref = d / f"{spec.name}.{'p010' if spec.bits == 10 else 'nv12'}"
     parts = []
+    extra = {}
     if spec.width2:
         a, b = d / f"{spec.name}.part1.{EXT[spec.codec]}", d / f"{spec.name}.part2.{EXT[spec.codec]}"
         _encode(spec, spec.width, spec.height, spec.frames, a)
@@ -144,6 +179,15 @@ def _make(spec: Spec, d: Path) -> dict:
         parts = [{"width": spec.width, "height": spec.height, "frames": spec.frames, "ref": str(ra)},
                  {"width": spec.width2, "height": spec.height2, "frames": spec.frames, "ref": str(rb)}]
         frames = 2 * spec.frames
+    elif spec.gop:
+        mkv = d / f"{spec.name}.mkv"
+        _encode(spec, spec.width, spec.height, spec.frames, mkv)
+        _remux_es(spec, mkv, stream)
+        _reference(mkv, spec.bits, ref)
+        frames = spec.frames
+        extra = {"mkv": str(mkv), "keyframes": _keyframes(mkv)}
+        if extra["keyframes"] != list(range(0, frames, spec.gop)):
+            raise RuntimeError(f"{spec.name}: keyframes at {extra['keyframes']}, expected every {spec.gop}")
     else:
         _encode(spec, spec.width, spec.height, spec.frames, stream)
         _reference(stream, spec.bits, ref)
@@ -154,7 +198,7 @@ def _make(spec: Spec, d: Path) -> dict:
         raise RuntimeError(f"{spec.name}: reference has {ref.stat().st_size} bytes, expected {expected}")
     entry = asdict(spec)
     entry.update(path=str(stream), ref=str(ref), ref_pix_fmt="p010le" if spec.bits == 10 else "nv12",
-                 total_frames=frames, parts=parts, v4l2m2m=V4L2M2M.get(spec.codec, ""))
+                 total_frames=frames, parts=parts, v4l2m2m=V4L2M2M.get(spec.codec, ""), rate=RATE, **extra)
     return entry
 
 
