@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The set-up both top-level commands share, each step cached: host packages,
-# the guest kernel, the Debian 13 guest root, the test streams, the Rust
-# crates, the packaging roots and the arm64 headers. Prints one line per step
-# with its time.
+# the guest kernel, the Debian 13 guest root, the Debian 12 side root, the
+# test streams, the Rust crates, the packaging roots and the arm64 headers.
+# Prints one line per step with its time.
 #
 # Cold, the guest kernel build is the long pole and uses every core; the other
 # steps are mostly downloads and unpacking, so they run beside it (each with
@@ -53,6 +53,8 @@ beside() {
 step "host packages (ci/setup-host.sh)" ci/setup-host.sh
 
 beside guest-root ci/guest-root/build.sh
+# GStreamer 1.22 and FFmpeg 5.1 for the player tests (ci/tests/guest/userlands.py)
+beside bookworm-root ci/bookworm-root/build.sh
 beside streams python3 -m ci.harness.streams
 beside crates cargo fetch
 if [ "$tests" = 1 ]; then

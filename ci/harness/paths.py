@@ -26,6 +26,11 @@ def guest_root() -> Path:
     return _cached_build(REPO / "ci" / "guest-root" / "build.sh")
 
 
+def bookworm_root() -> Path:
+    """The Debian 12 side root (GStreamer 1.22, FFmpeg 5.1) the guest chroots into; builds it if needed."""
+    return _cached_build(REPO / "ci" / "bookworm-root" / "build.sh")
+
+
 def kernel_release(kdir: Path) -> str:
     """The `uname -r` of a built guest kernel."""
     return (kdir / "src" / "include" / "config" / "kernel.release").read_text().strip()

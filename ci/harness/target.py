@@ -85,7 +85,9 @@ class Target:
 
     def _export_qemu_vars(self) -> None:
         mem = 3072 if self.variant == "debug" else 2048
-        shares = [(paths.STREAMS, True)]
+        # the streams; the Debian 12 side root for GStreamer 1.22 and FFmpeg
+        # 5.1 (ci/tests/guest/userlands.py)
+        shares = [(paths.STREAMS, True), (paths.bookworm_root(), True)]
         cfg = qemu.GuestConfig(variant=self.variant, memory_mb=mem, shares=shares, arch=self.arch)
         parts = qemu.qemu_parts(cfg, "shell", None, qemu.probe_accel())
         os.environ.update({

@@ -8,10 +8,11 @@ from ci.harness.streams import SPECS, V4L2M2M
 
 from .decode import ffmpeg_fps, ffmpeg_v4l2m2m
 
-# Not the resolution-change streams: FFmpeg 7.1's CLI aborts ("Assertion pkt
-# failed at src/fftools/ffmpeg_dec.c") when its v4l2m2m wrapper reinitialises
-# CAPTURE while it flushes at end of file; GStreamer covers the change
-# (test_45_players.py). 10-bit: the wrapper maps no V4L2 10-bit format.
+# Not the resolution-change streams: FFmpeg's v4l2m2m wrapper cannot follow a
+# change while it drains (7.1's CLI aborts: "Assertion pkt failed at
+# src/fftools/ffmpeg_dec.c:758") and drops the last frame before a change it
+# sees earlier (5.1); docs/clients.md names the code paths. GStreamer covers
+# the change (test_45_players.py). 10-bit: the wrapper maps no V4L2 10-bit format.
 FFMPEG_STREAMS = [s.name for s in SPECS if s.codec in V4L2M2M and s.bits == 8 and not s.width2]
 
 
