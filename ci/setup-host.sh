@@ -39,13 +39,14 @@ apt-get install -y -q --no-install-recommends \
 	ffmpeg v4l-utils \
 	gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-libav \
-	gcc-aarch64-linux-gnu libc6-dev-arm64-cross dwarves qemu-user \
+	gcc-aarch64-linux-gnu libc6-dev-arm64-cross dwarves \
 	dkms mmdebstrap debootstrap systemd-container \
 	imagemagick busybox-static \
 	chrpath diffstat lzop gawk texinfo locales \
 	python3-magic flake8 shellcheck
 apt-get install -y -q --no-install-recommends -t bookworm-backports \
-	linux-source-6.12 linux-libc-dev qemu-system-x86 qemu-system-arm qemu-utils
+	linux-source-6.12 linux-libc-dev qemu-system-x86 qemu-system-arm qemu-utils \
+	qemu-user
 
 echo "host set-up: python test tools (pytest, labgrid, oelint-adv, kas)"
 venv="$stamp_dir/venv"

@@ -7,7 +7,13 @@ set -euo pipefail
 bm=/proc/sys/fs/binfmt_misc
 entry="$bm/qemu-aarch64"
 qemu=/usr/bin/qemu-aarch64
-[ -x "$qemu" ] || { echo "binfmt: $qemu missing (apt-get install qemu-user)" >&2; exit 1; }
+fix="apt-get install -t bookworm-backports qemu-user (its binaries are static; bookworm's are not)"
+[ -x "$qemu" ] || { echo "binfmt: $qemu missing: $fix" >&2; exit 1; }
+# a dynamic interpreter would look for its libraries inside the arm64 chroot
+if readelf -l "$qemu" | grep -q INTERP; then
+	echo "binfmt: $qemu is dynamically linked: $fix" >&2
+	exit 1
+fi
 if [ -e "$entry" ]; then
 	grep -q '^enabled' "$entry" || echo 1 >"$entry"
 	exit 0

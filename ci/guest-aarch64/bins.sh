@@ -20,7 +20,7 @@ cp -a "$out/deb/usr/bin/." "$out/bin.tmp/"
 for b in daedalus-v4l2d daedalus-decode; do
 	[ -x "$out/bin.tmp/$b" ] || { echo "aarch64-bins: $deb has no usr/bin/$b" >&2; exit 1; }
 done
-rm -rf "$out/bin"
+rm -rf "${out:?}/bin"
 mv "$out/bin.tmp" "$out/bin"
 echo "aarch64-bins: $(ls "$out/bin" | tr '\n' ' ')from $deb" >&2
 echo "$out/bin"
