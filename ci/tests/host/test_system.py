@@ -2,7 +2,9 @@
 and default config of rootfs-overlay/, and the two Debian packages built by
 packaging/build-debs.sh, installed into clean Debian 12 and 13 roots where
 DKMS must build the module against the guest's 6.12 kernel tree and refuse
-Debian's stock amd64 headers (no CONFIG_V4L2_MEM2MEM_DEV).
+Debian's stock amd64 headers (no CONFIG_V4L2_MEM2MEM_DEV). The arm64 daemon
+packages (cross-built: packaging/cross-cargo.sh) are resolved by apt against
+Debian 12 and 13 arm64 and their binaries run under qemu-aarch64.
 
 Needs root (chroots, mount namespaces) and the Debian mirror (the clean roots
 install the packages' dependencies with apt; downloads are cached under
@@ -15,6 +17,7 @@ import shutil
 import subprocess
 import tomllib
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -30,6 +33,9 @@ MODULES_LOAD = OVERLAY / "usr/lib/modules-load.d/daedalus-v4l2.conf"
 BINARIES = ["daedalus-v4l2d", "daedalus-decode", "daedalus-bench", "libdaedalus_fourier_cpu.so"]
 # the FFmpeg library package each release's daemon must depend on
 AVCODEC = {"bookworm": "libavcodec59", "trixie": "libavcodec61"}
+# readelf's "Machine:" for each Debian architecture
+ELF_MACHINE = {"amd64": "Advanced Micro Devices X86-64", "arm64": "AArch64"}
+MIRROR = os.environ.get("DAEDALUS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 MAX_EXPOSURE = 2.0
 
 
@@ -187,10 +193,18 @@ def test_daemon_accepts_default_config(host_binaries):
     assert res.returncode != 0, "an unknown key was accepted:\n" + res.stdout
 
 
-def build_debs(release: str, bin_dir: Path) -> dict[str, Path]:
-    out = paths.OUT / "debs" / f"{release}-amd64"
-    res = run([str(REPO / "packaging/build-debs.sh"), "--release", release, "--bin-dir", str(bin_dir),
-               "--out", str(out)], stderr=None)
+def arm64_binaries(release: str) -> Path:
+    """The workspace's release binaries for Debian `release` arm64, cross-built
+    in that release's cross root (its rustc 1.85, its arm64 FFmpeg)."""
+    run([str(REPO / "packaging/cross-cargo.sh"), release, "build", "--release", "--workspace"],
+        cwd=REPO, stdout=None, stderr=None)
+    return REPO / "target" / f"{release}-arm64" / "aarch64-unknown-linux-gnu" / "release"
+
+
+def build_debs(release: str, arch: str, bin_dir: Path) -> dict[str, Path]:
+    out = paths.OUT / "debs" / f"{release}-{arch}"
+    res = run([str(REPO / "packaging/build-debs.sh"), "--release", release, "--arch", arch,
+               "--bin-dir", str(bin_dir), "--out", str(out)], stderr=None)
     debs = [Path(l) for l in res.stdout.split() if l.endswith(".deb")]
     by_name = {d.name.split("_")[0]: d for d in debs}
     assert set(by_name) == {"daedalus-v4l2-dkms", "daedalus-v4l2d"}, debs
@@ -198,14 +212,20 @@ def build_debs(release: str, bin_dir: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
-def debs(request, host_binaries):
-    cache: dict[str, dict[str, Path]] = {}
+def debs(request):
+    """debs(release, arch="amd64"): the two packages, built once per session."""
+    cache: dict[tuple[str, str], dict[str, Path]] = {}
 
-    def get(release: str) -> dict[str, Path]:
-        if release not in cache:
-            bins = host_binaries if release == "bookworm" else request.getfixturevalue("trixie_binaries")
-            cache[release] = build_debs(release, bins)
-        return cache[release]
+    def get(release: str, arch: str = "amd64") -> dict[str, Path]:
+        if (release, arch) not in cache:
+            if arch == "arm64":
+                bins = arm64_binaries(release)
+            elif release == "bookworm":
+                bins = request.getfixturevalue("host_binaries")
+            else:
+                bins = request.getfixturevalue("trixie_binaries")
+            cache[(release, arch)] = build_debs(release, arch, bins)
+        return cache[(release, arch)]
 
     return get
 
@@ -219,9 +239,10 @@ def deb_files(deb: Path) -> set[str]:
     return {l.split()[5].removeprefix(".") for l in listing.splitlines() if len(l.split()) >= 6}
 
 
+@pytest.mark.parametrize("arch", ["amd64", "arm64"])
 @pytest.mark.parametrize("release", ["bookworm", "trixie"])
-def test_deb_contents(debs, release):
-    pkgs = debs(release)
+def test_deb_contents(debs, release, arch, tmp_path):
+    pkgs = debs(release, arch)
     daemon, dkms = pkgs["daedalus-v4l2d"], pkgs["daedalus-v4l2-dkms"]
     files = deb_files(daemon)
     for f in ("/usr/bin/daedalus-v4l2d", "/usr/bin/daedalus-decode", "/usr/bin/daedalus-bench",
@@ -234,7 +255,13 @@ def test_deb_contents(debs, release):
     depends = deb_field(daemon, "Depends")
     assert re.search(rf"\b{AVCODEC[release]}\b", depends), depends
     assert "systemd" in depends
-    assert deb_field(daemon, "Architecture") == "amd64"
+    assert deb_field(daemon, "Architecture") == arch
+    # the binaries are for that machine (dh_strip used the matching binutils)
+    run(["dpkg-deb", "-x", str(daemon), str(tmp_path)])
+    for f in ("usr/bin/daedalus-v4l2d", "usr/bin/daedalus-decode", "usr/bin/daedalus-bench",
+              "usr/lib/daedalus/libdaedalus_fourier_cpu.so"):
+        header = run(["readelf", "-h", str(tmp_path / f)]).stdout
+        assert re.search(rf"Machine:\s+{re.escape(ELF_MACHINE[arch])}$", header, re.M), f + header
     assert deb_field(dkms, "Architecture") == "all"
     assert re.search(r"\bdkms\b", deb_field(dkms, "Depends"))
     src = [f for f in deb_files(dkms) if f.startswith("/usr/src/daedalus-v4l2-")]
@@ -388,3 +415,102 @@ def test_dkms_builds_against_guest_kernel(installed):
         pytest.fail(f"dkms build failed ({res.returncode}):\n{res.stdout[-3000:]}\n{log}")
     modinfo = run(["modinfo", "-F", "vermagic", str(built[0])]).stdout
     assert modinfo.startswith(kver + " "), modinfo
+
+
+# --- arm64: apt resolves the packages against Debian arm64, qemu-user runs them ---
+#
+# No arm64 root is *installed* here: that needs arm64 maintainer scripts run
+# through binfmt_misc, which this container does not have (and registering
+# qemu there would change the host kernel for everyone). Instead apt resolves
+# both packages' Depends against the release's arm64 archive exactly as
+# `apt install ./*.deb` on a Pi would, everything is unpacked, and the
+# binaries run under qemu-aarch64 with that tree as their library prefix.
+# qemu-user gives the guest the host's 4K pages (its -p option cannot change
+# that), so the Pi 5's 16K pages are not exercised here; the daemon takes the
+# page size from sysconf(_SC_PAGESIZE) and never assumes 4096.
+
+class Unpacked(NamedTuple):
+    release: str
+    path: Path
+
+
+@pytest.fixture(scope="module", params=["bookworm", "trixie"])
+def arm64_unpacked(request, debs, tmp_path_factory):
+    """Both arm64 packages plus their dependency closure from Debian arm64,
+    unpacked (mmdebstrap --variant=extract: apt resolves, nothing runs)."""
+    release = request.param
+    pkgs = debs(release, "arm64")
+    work = tmp_path_factory.mktemp(f"arm64-{release}")
+    root = work / "root"
+    # mmdebstrap wants local .debs visible at the same path inside the
+    # target as well; a copy there is enough (nothing is installed). The
+    # extract variant keeps no .debs to cache: apt downloads the closure
+    # (a minute, mostly the -dkms package's compiler) on every run.
+    local = [shutil.copy(pkgs[name], work) for name in ("daedalus-v4l2d", "daedalus-v4l2-dkms")]
+    copy_in = f'mkdir -p "$1{work}" && cp {" ".join(local)} "$1{work}/"'
+    # a private mount namespace: nothing mmdebstrap mounts outlives it
+    run(["unshare", "--mount", "--propagation", "private", "--",
+         "mmdebstrap", "--variant=extract", "--architectures=arm64",
+         # the /bin, /lib, /sbin -> usr/ links every Debian 12/13 system has
+         # (the extract variant does not unpack base-files' set-up)
+         "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+         f"--setup-hook={copy_in}", *(f"--include={d}" for d in local),
+         release, str(root), MIRROR])
+    yield Unpacked(release, root)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def qemu_arm64(root: Path, exe: str, *args: str, **kw) -> subprocess.CompletedProcess:
+    """Runs /exe of the unpacked tree under qemu-aarch64; -L makes the dynamic
+    loader, the libraries and every absolute path the program opens resolve
+    inside the tree first."""
+    return run(["qemu-aarch64", "-L", str(root), str(root / exe.lstrip("/")), *args], check=False,
+               timeout=300, **kw)
+
+
+def test_arm64_depends_cover_the_libraries(arm64_unpacked):
+    """Every library the arm64 binaries link was brought in by the packages'
+    Depends (and is an arm64 library)."""
+    release, root = arm64_unpacked
+    libdirs = [root / "lib/aarch64-linux-gnu", root / "usr/lib/aarch64-linux-gnu", root / "lib"]
+    for f in ("usr/bin/daedalus-v4l2d", "usr/bin/daedalus-bench", "usr/lib/daedalus/libdaedalus_fourier_cpu.so"):
+        needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", run(["readelf", "-d", str(root / f)]).stdout)
+        assert needed, f
+        for lib in needed:
+            found = [d / lib for d in libdirs if (d / lib).exists()]
+            assert found, f"{f}: {lib} not brought in by the Depends"
+            assert "AArch64" in run(["readelf", "-h", str(found[0].resolve())]).stdout, found[0]
+    assert list(root.glob(f"usr/lib/aarch64-linux-gnu/libavcodec.so.{AVCODEC[release][-2:]}*"))
+
+
+def test_arm64_daemon_runs_under_qemu(arm64_unpacked):
+    root = arm64_unpacked.path
+    res = qemu_arm64(root, "/usr/bin/daedalus-v4l2d", "--version")
+    version = tomllib.loads((REPO / "Cargo.toml").read_text())["workspace"]["package"]["version"]
+    assert res.returncode == 0 and res.stdout.strip() == f"daedalus-v4l2d {version}", res.stdout
+    res = qemu_arm64(root, "/usr/bin/daedalus-v4l2d", "--check-config", "--config", "/etc/daedalus/daedalus-v4l2d.toml")
+    assert res.returncode == 0 and "OK" in res.stdout, res.stdout
+    res = qemu_arm64(root, "/usr/bin/daedalus-decode", "--help")
+    assert res.returncode == 0, res.stdout
+
+
+def test_arm64_plugin_self_test_under_qemu(arm64_unpacked):
+    """The packaged plugin loads in the packaged daemon and passes its
+    bit-exact self-test against the daemon's CPU path (NEON kernels on both
+    sides); the daemon then gives up on the absent channel device at once."""
+    root = arm64_unpacked.path
+    plugin = "/usr/lib/daedalus/libdaedalus_fourier_cpu.so"
+    (root / "plugin-check.toml").write_text(
+        'device = "/dev/daedalus-v4l2-absent"\n'
+        "[timeouts]\ndevice_wait_ms = 0\n"
+        f'[plugin]\npath = "{plugin}"\nself_test = true\n')
+    res = qemu_arm64(root, "/usr/bin/daedalus-v4l2d", "--config", "/plugin-check.toml")
+    assert re.search(rf"pixel conversion: plugin .* from {re.escape(plugin)}", res.stdout), res.stdout
+    assert "falling back" not in res.stdout, res.stdout
+    assert res.returncode != 0 and "daedalus-v4l2-absent" in res.stdout, res.stdout
+    # the control: a plugin that corrupts one byte is caught and the daemon
+    # keeps its own NEON path
+    res = qemu_arm64(root, "/usr/bin/daedalus-v4l2d", "--config", "/plugin-check.toml",
+                     env=dict(os.environ, DAEDALUS_FOURIER_FAULT="mismatch"))
+    assert re.search(r"plugin not used, falling back to cpu-neon: .*self-test of nv12_interleave", res.stdout), \
+        res.stdout
