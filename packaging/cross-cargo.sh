@@ -23,7 +23,7 @@ mkdir -p "$cargo_home/registry" "$repo/target/$release-arm64"
 cargo_home="$(cd "$cargo_home" && pwd -P)"
 
 if [ "${DAEDALUS_NO_FETCH:-0}" != 1 ]; then
-	(cd "$repo" && cargo fetch --locked 2>/dev/null || cargo fetch) >&2
+	(cd "$repo" && { cargo fetch --locked 2>/dev/null || cargo fetch; }) >&2
 fi
 
 exec unshare --mount --propagation private -- /bin/bash -s -- "$root" "$repo" "$cargo_home" "$release" "$@" <<'INNER'
