@@ -32,5 +32,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     lines = [f"{name:50} {value}" for name, value in report.FIGURES]
     for line in lines:
         terminalreporter.write_line(line)
+    # one file per run, named like its JUnit report (test-all runs the suite
+    # several times: junit-aarch64.xml -> figures-aarch64.txt)
+    junit = config.getoption("xmlpath", None)
+    suffix = Path(junit).stem.removeprefix("junit") if junit else ""
     paths.OUT.mkdir(parents=True, exist_ok=True)
-    (paths.OUT / "figures.txt").write_text("\n".join(lines) + "\n")
+    (paths.OUT / f"figures{suffix}.txt").write_text("\n".join(lines) + "\n")
