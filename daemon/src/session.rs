@@ -496,11 +496,22 @@ impl Session {
                         // The client reallocated CAPTURE while this buffer's
                         // QBUF was in flight (GStreamer 1.22 does so at the
                         // first source change): the frame waits for a buffer
-                        // of the new set instead of being lost.
+                        // of the new set instead of being lost. The buffer
+                        // still goes back, empty and ERROR: the kernel drops
+                        // that for a buffer it took back (older epoch) and
+                        // returns it to the client if it merely got a new
+                        // generation (CREATE_BUFS), so none is stranded.
                         log::debug!(
-                            "session {}: CAPTURE {} taken back before it was written ({e}); the frame waits",
+                            "session {}: CAPTURE {} gone before it was written ({e}); the frame waits",
                             self.id,
                             cap.index
+                        );
+                        self.frame_done(
+                            &cap,
+                            0,
+                            DAEDALUS_FRAME_F_ERROR,
+                            cap.num_planes,
+                            [0; MAX_PLANES],
                         );
                         self.pending.push_front(p);
                         progress = true;

@@ -981,28 +981,31 @@ fn frames_wait_for_capture_buffers_within_the_bound() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-#[test]
-fn a_capture_reallocation_racing_the_write_keeps_the_frames() {
+/// Decodes `frames` frames of a 320x240 H.264 stream with every CAPTURE
+/// buffer the daemon was given gone stale on the transport before its first
+/// write; `kernel_moved_on` says whether the kernel took them back (epoch
+/// moved, CAPTURE_RESET still on its way) or still counts them as the
+/// daemon's (a generation bump only, as CREATE_BUFS does).
+fn decode_with_stale_capture(kernel_moved_on: bool) -> Option<(FakeKernel, Vec<u8>)> {
     if !have_ffmpeg() {
         eprintln!("SKIPPED: no ffmpeg CLI");
-        return;
+        return None;
     }
-    let dir = tmpdir("realloc-race");
-    let Some(stream) = h264_stream(&dir, "320x240", 12) else {
-        return;
-    };
-    let Some(reference) = reference(&stream, "nv12", None, &dir) else {
-        return;
-    };
+    let dir = tmpdir(if kernel_moved_on {
+        "realloc-race"
+    } else {
+        "regen-race"
+    });
+    let stream = h264_stream(&dir, "320x240", 12)?;
+    let reference = reference(&stream, "nv12", None, &dir)?;
     let packets = demux(&stream);
     let mut k = FakeKernel::copying(Codec::H264, nv12(320, 240));
-    // The client takes its CAPTURE buffers back while their QBUF messages
-    // are still with the daemon (GStreamer 1.22 reallocates at the first
-    // source change): the first half freed (export: EINVAL), the rest
-    // reallocated (export: ESTALE). CAPTURE_RESET has not arrived yet.
     {
         let mut buffers = k.transport.buffers.lock().unwrap();
-        buffers.retain(|(q, i, _), _| *q != Queue::Capture || *i >= CAPTURE_BUFFERS / 2);
+        if kernel_moved_on {
+            // the first half freed (export: EINVAL), the rest reallocated (ESTALE)
+            buffers.retain(|(q, i, _), _| *q != Queue::Capture || *i >= CAPTURE_BUFFERS / 2);
+        }
         for (_, (_, _, generation)) in buffers
             .iter_mut()
             .filter(|((q, _, _), _)| *q == Queue::Capture)
@@ -1010,24 +1013,62 @@ fn a_capture_reallocation_racing_the_write_keeps_the_frames() {
             *generation += 1;
         }
     }
+    if kernel_moved_on {
+        k.capture_epoch += 1;
+    } else {
+        // a requeued buffer carries the generation of its QBUF
+        k.cap_generation += 1;
+        let generation = k.cap_generation;
+        k.cap_queued
+            .values_mut()
+            .for_each(|c| c.generation = generation);
+    }
     k.run(&packets[..6], false);
     k.session.pump();
     k.process();
-    assert_eq!(
-        k.error_frames, 0,
-        "a frame was spent on a buffer that was gone"
-    );
-    assert!(k.frames.is_empty(), "no buffer to write to yet");
-    // now the reset and the new buffers: every frame arrives, in order
-    k.set_capture_buffers(CAPTURE_BUFFERS);
+    if kernel_moved_on {
+        assert!(k.frames.is_empty(), "no buffer to write to yet");
+        assert_eq!(
+            k.error_frames, 0,
+            "the kernel drops FRAME_DONEs of an older epoch"
+        );
+        k.capture_epoch -= 1; // set_capture_buffers moves it on again
+        k.set_capture_buffers(CAPTURE_BUFFERS);
+    }
     k.run(&packets[6..], true);
+    let _ = std::fs::remove_dir_all(dir);
+    Some((k, reference))
+}
+
+#[test]
+fn a_capture_reallocation_racing_the_write_keeps_the_frames() {
+    // GStreamer 1.22 reallocates CAPTURE at the first source change while
+    // QBUFs of the old set are still with the daemon
+    let Some((k, reference)) = decode_with_stale_capture(true) else {
+        return;
+    };
     assert_eq!(k.error_frames, 0);
     assert_frames_equal(
         &k.frames,
         &reference,
         "CAPTURE reallocated under the daemon",
     );
-    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_stale_generation_returns_the_buffer_and_keeps_the_frame() {
+    let Some((k, reference)) = decode_with_stale_capture(false) else {
+        return;
+    };
+    assert!(
+        k.error_frames > 0,
+        "the stale buffers went back to the client"
+    );
+    assert_frames_equal(
+        &k.frames,
+        &reference,
+        "CAPTURE generation bumped under the daemon",
+    );
 }
 
 fn xorshift(state: &mut u64) -> u64 {
