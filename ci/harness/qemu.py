@@ -37,6 +37,9 @@ class GuestConfig:
     shares: list[tuple[Path, bool]] = field(default_factory=list)  # (path, read_only)
     accel: str = ""  # "" = probe (cached), or kvm / tcg
     arch: str = "x86_64"  # one of guest_arch.ARCHES; a foreign one always runs under TCG
+    # PID 1: "harness" (ci/qemu/guest-init.sh) or "systemd" (the root's own,
+    # with the shipped unit, rules and users installed by ci/qemu/systemd-root.sh)
+    init: str = "harness"
 
 
 def _log(msg: str) -> None:
@@ -93,6 +96,9 @@ def qemu_parts(cfg: GuestConfig, mode: str, cmd_file: Path | None, accel: str) -
         append.append("daedalus.modules=" + ",".join(cfg.modules))
     if cfg.udev:
         append.append("daedalus.udev=1")
+    if cfg.init == "systemd":
+        # status lines on the console: a stuck boot shows where it stuck
+        append += ["daedalus.init=systemd", "systemd.show_status=1", "systemd.firstboot=0"]
     return {
         "qemu": guest.qemu,
         "kernel": str(guest.kernel),
@@ -119,6 +125,7 @@ class RunResult:
     splats: list[str]
     run_dir: Path
     seconds: float
+    boot_seconds: float | None = None  # QEMU start to the command's start
 
 
 def _new_run_dir(variant: str) -> Path:
@@ -155,6 +162,7 @@ def run_command(cfg: GuestConfig, command: str, timeout: float = 900, echo: bool
     console = bytearray()
     in_cmd = False
     rc = None
+    boot_seconds = None
     timed_out = False
     os.set_blocking(proc.stdout.fileno(), False)
     pending = b""
@@ -178,8 +186,9 @@ def run_command(cfg: GuestConfig, command: str, timeout: float = 900, echo: bool
                     line = raw.decode("utf-8", "replace").rstrip("\r")
                     if "@@DAEDALUS-CMD-BEGIN@@" in line:
                         in_cmd = True
+                        boot_seconds = time.monotonic() - start
                         if echo:
-                            _log(f"guest up after {time.monotonic() - start:.0f} s, running the command")
+                            _log(f"guest up after {boot_seconds:.0f} s, running the command")
                         continue
                     m = MARK_END.search(line)
                     if m:
@@ -228,7 +237,7 @@ def run_command(cfg: GuestConfig, command: str, timeout: float = 900, echo: bool
         say(f"  splat: {s}")
     if echo:
         _log(f"done in {seconds:.0f} s, exit status {final}")
-    return RunResult(final, output, splats, run_dir, seconds)
+    return RunResult(final, output, splats, run_dir, seconds, boot_seconds)
 
 
 def probe_accel() -> str:

@@ -1,6 +1,6 @@
 """Command-line entry: boot the guest, run a command in it, return its status.
 
-  ci/qemu/run-guest.sh [--arch x86_64|aarch64] [--debug] [--timeout S] [--modules a,b] [--udev]
+  ci/qemu/run-guest.sh [--arch x86_64|aarch64] [--debug] [--timeout S] [--modules a,b] [--udev] [--systemd]
                        [--share PATH[:ro]] [--memory MB] [--shell] -- <command...>
 
 The command runs under bash in the repository (same path as on the host). Exit
@@ -28,6 +28,9 @@ def main() -> int:
     ap.add_argument("--timeout", type=float, default=900, help="seconds before the run counts as hung")
     ap.add_argument("--modules", default="", help="comma-separated modules to modprobe at boot")
     ap.add_argument("--udev", action="store_true", help="run systemd-udevd in the guest")
+    ap.add_argument("--systemd", action="store_true",
+                    help="boot the root's systemd as PID 1 with the shipped unit, rules and users "
+                         "(--modules/--udev do not apply: modules-load.d and udev do that)")
     ap.add_argument("--share", action="append", default=[], help="host dir at the same guest path (PATH or PATH:ro)")
     ap.add_argument("--memory", type=int, default=0, help="guest memory in MiB (default 2048, 3072 for debug)")
     ap.add_argument("--cpus", type=int, default=2)
@@ -45,7 +48,8 @@ def main() -> int:
         shares.append((paths.STREAMS, True))
     cfg = qemu.GuestConfig(variant=variant, memory_mb=args.memory or (3072 if args.debug else 2048),
                            cpus=args.cpus, modules=[m for m in args.modules.split(",") if m],
-                           udev=args.udev, shares=shares, accel=args.accel or "", arch=args.arch)
+                           udev=args.udev, shares=shares, accel=args.accel or "", arch=args.arch,
+                           init="systemd" if args.systemd else "harness")
     if args.shell:
         argv = qemu.qemu_argv(cfg, "shell", None, cfg.accel or qemu.probe_accel())
         argv[argv.index("stdio")] = "mon:stdio"
