@@ -19,7 +19,16 @@ if [ "$(id -u)" -ne 0 ]; then exec sudo -E "$0" "$release" "$@"; fi
 
 root="$("$repo/packaging/debroot.sh" "$release" cross-arm64)"
 cargo_home="${CARGO_HOME:-$HOME/.cargo}"
-mkdir -p "$cargo_home/registry" "$repo/target/$release-arm64"
+# Build scripts that read the root's headers (v4l2r's videodev2.h, FFmpeg's)
+# rerun only when a header is newer than their last run, and a package's
+# files carry its build date: a new root (another key) starts a clean target.
+target="$repo/target/$release-arm64"
+if [ -d "$target" ] && [ "$(cat "$target/.cross-root" 2>/dev/null)" != "${root##*/}" ]; then
+	echo "cross-cargo: $target was built in another cross root; starting afresh" >&2
+	rm -rf "$target"
+fi
+mkdir -p "$cargo_home/registry" "$target"
+echo "${root##*/}" >"$target/.cross-root"
 cargo_home="$(cd "$cargo_home" && pwd -P)"
 
 if [ "${DAEDALUS_NO_FETCH:-0}" != 1 ]; then
