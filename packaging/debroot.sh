@@ -2,8 +2,9 @@
 # Makes a Debian root with mmdebstrap, cached under
 # ~/.cache/daedalus-v4l2/debroot/ (keyed by release, kind, mirror and package
 # list), and prints its
-# path: a directory for kind "build" (chrooted into as is), a tarball for kind
-# "clean" (unpacked afresh for every test run). Downloaded .debs are kept in
+# path: a directory for kinds "build" and "cross-arm64" (chrooted into as
+# is), a tarball for kind "clean" (unpacked afresh for every test run).
+# Downloaded .debs (amd64 and arm64) are kept in
 # ~/.cache/daedalus-v4l2/apt-archives/<release>/ and reused by later builds.
 #   usage: packaging/debroot.sh bookworm|trixie build|clean|cross-arm64
 # kinds:
