@@ -224,7 +224,9 @@ def test_watchdog_fed_while_decoding(run):
     worst = max(gaps)
     report.figure(f"watchdog ping gap while decoding under systemd (max of {len(gaps)}, "
                   f"WatchdogSec={TEST_WATCHDOG_SEC:g}s)", f"{worst:.2f} s")
-    assert worst < TEST_WATCHDOG_SEC, gaps
+    # the daemon pings every WatchdogSec/2; up to a quarter more for a loaded
+    # TCG guest, not the almost whole WatchdogSec a fixed poll period allowed
+    assert worst < 0.75 * TEST_WATCHDOG_SEC, gaps
     assert not [m for m in messages(wd["journal"]) if "atchdog timeout" in m], messages(wd["journal"])
     assert wd["restored"]["WatchdogUSec"] == SHIPPED_WATCHDOG_USEC, wd["restored"]
 
