@@ -8,7 +8,7 @@ need_root "$@"
 
 stamp_dir="${HOME}/.cache/daedalus-v4l2"
 mkdir -p "$stamp_dir"
-stamp="$stamp_dir/host-setup.v4"
+stamp="$stamp_dir/host-setup.v5"
 if [ -e "$stamp" ] && [ "${DAEDALUS_FORCE_SETUP:-0}" != 1 ]; then
 	echo "host set-up: already done ($stamp)"
 	exit 0
