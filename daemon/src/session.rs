@@ -119,6 +119,11 @@ pub struct Session {
     /// Codecs with start codes: OUTPUT buffers in any chunking, cut into
     /// access units here (see `bytestream`). None: one frame per buffer.
     stream: Option<ByteStream>,
+    /// OUTPUT buffers the parser has read whose access units the decoder
+    /// has not all taken yet: returned (BITSTREAM_DONE) once it has, so a
+    /// client sees its buffer back when the data is consumed, as with a
+    /// hardware decoder (v4l2-ctl polls on that).
+    parsed: VecDeque<Bitstream>,
     input: VecDeque<Input>,
     pending: VecDeque<Pending>,
     /// CAPTURE buffers the daemon holds, and which of them FFmpeg holds.
@@ -177,6 +182,7 @@ impl Session {
             decoder,
             probe,
             stream: ByteStream::new(codec),
+            parsed: VecDeque::new(),
             input: VecDeque::new(),
             pending: VecDeque::new(),
             captures,
@@ -289,6 +295,8 @@ impl Session {
                 if let Some(s) = self.stream.as_mut() {
                     s.reset();
                 }
+                // the kernel took these back with the flush
+                self.parsed.clear();
                 self.cache.forget_queue(Queue::Output);
                 if drain_open {
                     self.empty_drain_end = true;
@@ -318,6 +326,9 @@ impl Session {
         // FFmpeg's threads stop (and drop lent buffers) before the buffers go back.
         self.pending.clear();
         self.decoder.flush();
+        for b in std::mem::take(&mut self.parsed) {
+            self.bitstream_done(&b, 0);
+        }
         for input in std::mem::take(&mut self.input) {
             if let Input::Bitstream(b) = input {
                 self.bitstream_done(&b, DAEDALUS_BITSTREAM_F_ERROR);
@@ -697,13 +708,14 @@ impl Session {
                 Sent::Again => false,
                 Sent::Taken => {
                     self.stream.as_mut().and_then(|s| s.pop());
+                    self.release_parsed();
                     true
                 }
                 Sent::Rejected(e) => {
-                    // The OUTPUT buffers it came from went back already.
                     log::debug!("session {}: access unit rejected: {e}", self.id);
                     self.stats.errors.fetch_add(1, Ordering::Relaxed);
                     self.stream.as_mut().and_then(|s| s.pop());
+                    self.release_parsed();
                     true
                 }
             };
@@ -739,14 +751,14 @@ impl Session {
             Input::Bitstream(b) => {
                 let b = *b;
                 if self.stream.is_some() && b.bytesused > 0 {
-                    let flags = if self.parse_bitstream(&b) {
-                        0
+                    self.input.pop_front();
+                    if self.parse_bitstream(&b) {
+                        self.parsed.push_back(b);
+                        self.release_parsed();
                     } else {
                         self.stats.errors.fetch_add(1, Ordering::Relaxed);
-                        DAEDALUS_BITSTREAM_F_ERROR
-                    };
-                    self.input.pop_front();
-                    self.bitstream_done(&b, flags);
+                        self.bitstream_done(&b, DAEDALUS_BITSTREAM_F_ERROR);
+                    }
                     return true;
                 }
                 if b.bytesused == 0 {
@@ -777,6 +789,16 @@ impl Session {
                         true
                     }
                 }
+            }
+        }
+    }
+
+    /// Returns the parsed OUTPUT buffers once the decoder has taken every
+    /// access unit made so far (the parser keeps its own copy of the rest).
+    fn release_parsed(&mut self) {
+        if self.stream.as_ref().is_some_and(|s| s.front().is_none()) {
+            for b in std::mem::take(&mut self.parsed) {
+                self.bitstream_done(&b, 0);
             }
         }
     }
