@@ -159,7 +159,8 @@ def test_default_config_is_the_agreed_schema():
     assert cfg == {
         "log_level": "info",
         "device": "/dev/daedalus-v4l2",
-        "decoder": {"threads": 0, "codecs": ["h264", "hevc", "vp9", "av1"], "max_pending_frames": 16},
+        "decoder": {"threads": 0, "codecs": ["h264", "hevc", "vp9", "av1"], "max_pending_frames": 16,
+                    "zero_copy": True},
         "timeouts": {"device_wait_ms": 10000},
         "plugin": {"path": "", "self_test": True},
     }
