@@ -114,6 +114,10 @@ def formats(video: str) -> str:
     return sh(f"v4l2-ctl -d {video} --list-formats-out")["out"]
 
 
+# how long the STATUS= sample decode runs: a few daemon STATUS periods
+STATUS_DECODE_SEC = 7
+
+
 def decode(video: str, stream: dict) -> dict:
     """Decodes one stream as the unprivileged user, verified against its reference."""
     res = sh(f"runuser -u {USER} -- {DECODE[0]} --device {video} --verify {stream['ref']} {stream['path']}",
@@ -257,6 +261,13 @@ def phase_decode(ctx: dict) -> dict:
     sampler = Sampler(["StatusText", "MainPID"], 0.5)
     sampler.start()
     r["decodes"] = {name: decode(ctx["video"], s) for name, s in local.items()}
+    # STATUS= is sent every 2 s (STATUS_PERIOD in daemon/src/service.rs): one
+    # session that surely outlives a few periods, however fast the machine
+    # decodes (the stream loops until `timeout` ends the client)
+    first = next(iter(local.values()))
+    r["status_decode"] = sh(f"runuser -u {USER} -- timeout -s INT {STATUS_DECODE_SEC} {DECODE[0]} "
+                            f"--device {ctx['video']} --loop 1000000 --quiet {first['path']}",
+                            timeout=STATUS_DECODE_SEC + 60)
     r["status_samples"] = sampler.stop()
     r["before"], r["after"] = before, show()
     return r
