@@ -120,6 +120,20 @@ struct Slot {
     memory: Option<(Arc<Mutex<Mapping>>, usize)>,
 }
 
+impl Slot {
+    /// Ends the SYNC_START window of FFmpeg's writes, if one is open.
+    fn end_cpu_access(&mut self) {
+        if self.cpu_open {
+            self.cpu_open = false;
+            if let Some((m, _)) = &self.memory {
+                m.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .end_cpu_access();
+            }
+        }
+    }
+}
+
 struct State {
     slots: HashMap<Key, Slot>,
     /// Queued buffers in the order the client queued them.
@@ -169,14 +183,7 @@ impl Drop for Lease {
         let remove = match st.slots.get_mut(&self.key) {
             Some(slot) => {
                 slot.lent = false;
-                if slot.cpu_open {
-                    slot.cpu_open = false;
-                    if let Some((m, _)) = &slot.memory {
-                        m.lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .end_cpu_access();
-                    }
-                }
+                slot.end_cpu_access();
                 !slot.queued && !slot.current
             }
             None => false,
@@ -315,14 +322,7 @@ impl CapturePool {
         st.order.retain(|k| *k != key);
         if let Some(slot) = st.slots.get_mut(&key) {
             slot.queued = false;
-            if slot.cpu_open {
-                slot.cpu_open = false;
-                if let Some((m, _)) = &slot.memory {
-                    m.lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .end_cpu_access();
-                }
-            }
+            slot.end_cpu_access();
         }
     }
 
