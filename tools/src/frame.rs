@@ -4,8 +4,9 @@
 
 use thiserror::Error;
 
-/// CAPTURE pixel formats the tools can read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// CAPTURE pixel formats the tools can read (also the binaries' `--format`
+/// values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum RawFormat {
     /// Y plane then interleaved CbCr, one memory plane.
     Nv12,

@@ -1,6 +1,6 @@
 //! daedalus-tools: V4L2 stateful-decoder clients built on v4l2r.
 //!
-//! - [`cli`]: command-line values the binaries share.
+//! - [`cli`]: command-line values the binaries share that are not library types.
 //! - [`stream`]: bitstream readers (IVF, Annex-B H.264/HEVC, raw FWHT).
 //! - [`device`]: finding the decoder and checking what it can do.
 //! - [`decoder`]: the asynchronous decode loop (rings, source change,

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use serde::Serialize;
 
-use daedalus_tools::cli::{FormatArg, MemoryArg};
+use daedalus_tools::cli::MemoryArg;
 use daedalus_tools::decoder::{
     BoxError, CaptureMemory, DecodeConfig, DecodedFrame, Decoder, FrameSink,
 };
@@ -52,7 +52,7 @@ struct Args {
     /// Output format on both sides; default: the device's choice (FFmpeg
     /// side: the same, or NV12/P010 by bit depth without a device).
     #[arg(short, long, value_enum)]
-    format: Option<FormatArg>,
+    format: Option<RawFormat>,
     #[arg(long, value_enum, default_value_t = MemoryArg::Mmap)]
     capture_memory: MemoryArg,
     /// OUTPUT ring depth on the device side. Device latency includes the
@@ -131,7 +131,7 @@ fn run(args: Args) -> Result<bool> {
         .map(|c| Codec::from_name(c).with_context(|| format!("unknown codec {c:?}")))
         .transpose()?;
     let stream = stream::open(&args.input, codec)?;
-    let mut format = args.format.map(RawFormat::from);
+    let mut format = args.format;
     let threads = args
         .threads
         .or_else(|| daemon_threads(&args.daemon_config))

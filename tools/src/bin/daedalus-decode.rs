@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 
-use daedalus_tools::cli::{CodecArg, FormatArg, MemoryArg};
+use daedalus_tools::cli::MemoryArg;
 use daedalus_tools::decoder::{
     BoxError, CaptureMemory, DecodeConfig, DecodedFrame, Decoder, FrameSink,
 };
@@ -49,7 +49,7 @@ struct Args {
     driver: String,
     /// Codec of the input; default: from the extension (IVF: from its header).
     #[arg(short, long, value_enum)]
-    codec: Option<CodecArg>,
+    codec: Option<Codec>,
     /// Write raw frames here ("-" for stdout): visible rectangle, no padding.
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -58,7 +58,7 @@ struct Args {
     verify: Option<PathBuf>,
     /// CAPTURE pixel format; default: the decoder's choice.
     #[arg(short, long, value_enum)]
-    format: Option<FormatArg>,
+    format: Option<RawFormat>,
     /// Seek when access unit FRAME is reached (STREAMOFF/STREAMON of OUTPUT);
     /// decoding resumes at the next keyframe, earlier frames are dropped and
     /// --verify skips the reference to that keyframe.
@@ -183,7 +183,7 @@ fn run(args: Args) -> Result<bool> {
     let Some(input) = args.input.clone() else {
         bail!("no input file");
     };
-    let stream = stream::open(&input, args.codec.map(Codec::from))?;
+    let stream = stream::open(&input, args.codec)?;
     if args.seek == Some(0) {
         bail!("--seek 0 is the start of the stream; give a later access unit");
     }
@@ -220,7 +220,7 @@ fn run(args: Args) -> Result<bool> {
     };
     let verifier = args.verify.as_deref().map(Verifier::open).transpose()?;
     let config = DecodeConfig {
-        format: args.format.map(RawFormat::from),
+        format: args.format,
         capture_memory: capture_memory(&args)?,
         output_buffers: args.output_buffers,
         extra_capture_buffers: args.extra_capture_buffers,

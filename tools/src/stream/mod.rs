@@ -13,8 +13,9 @@ use std::path::Path;
 
 use thiserror::Error;
 
-/// Coded formats the tools know how to feed to a stateful decoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Coded formats the tools know how to feed to a stateful decoder (also
+/// the binaries' `--codec` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
 pub enum Codec {
     H264,
     Hevc,
