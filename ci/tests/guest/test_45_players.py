@@ -50,15 +50,21 @@ def _hdr_file(target, stream: dict) -> str:
     return out
 
 
+def _gst_decode_nv12(target, gst, path: str, elem: str, out: str):
+    """filesrc ! parsebin ! the V4L2 decoder ! NV12 into `out`; must succeed."""
+    res = target.run(gst.cmd(
+        f"gst-launch-1.0 -q filesrc location={path} ! parsebin ! {elem} ! "
+        f"video/x-raw,format=NV12 ! filesink location={out} 2>&1"), timeout=900)
+    assert res.rc == 0, res.stdout[-3000:]
+    return res
+
+
 @pytest.mark.parametrize("name", GST_STREAMS)
 def test_gstreamer_parsebin_bit_exact(target, running, manifest, gst, name):
     stream = manifest[name]
     elem = _gst_element(target, gst, stream["codec"])
     out = f"/tmp/gst-{name}.nv12"
-    res = target.run(gst.cmd(
-        f"gst-launch-1.0 -q filesrc location={stream['path']} ! parsebin ! {elem} ! "
-        f"video/x-raw,format=NV12 ! filesink location={out} 2>&1"), timeout=900)
-    assert res.rc == 0, res.stdout[-3000:]
+    res = _gst_decode_nv12(target, gst, stream["path"], elem, out)
     # filesink writes GStreamer's own padded rows (stride rounded to 4): compare visible pixels
     cmp = target.run(f"python3 {HELPERS}/compare_padded.py {out} {stream['ref']} "
                      f"{stream['width']} {stream['height']} {stream['total_frames']}")
@@ -74,10 +80,7 @@ def test_gstreamer_resolution_change(target, running, manifest, gst, name):
     stream = manifest[name]
     elem = _gst_element(target, gst, stream["codec"])
     out = f"/tmp/gst-{name}.nv12"
-    res = target.run(gst.cmd(
-        f"gst-launch-1.0 -q filesrc location={stream['path']} ! parsebin ! {elem} ! "
-        f"video/x-raw,format=NV12 ! filesink location={out} 2>&1"), timeout=900)
-    assert res.rc == 0, res.stdout[-3000:]
+    res = _gst_decode_nv12(target, gst, stream["path"], elem, out)
     cmp = target.run(f"cmp {out} {stream['ref']} 2>&1; stat -c %s {out} {stream['ref']}")
     target.run(f"rm -f {out}")
     assert cmp.rc == 0, f"GStreamer {elem} output differs from the reference:\n{cmp.stdout}"
