@@ -59,10 +59,13 @@ if [ "$debug" = 1 ]; then
 		echo "test-all: waited $((SECONDS - t0)) s for the debug kernel"
 		echo "test-all: guest suite on the debug kernel (KASAN, lockdep, kmemleak)"
 		kdir_debug="$(ci/guest-kernel/build.sh debug)/src"
-		# the guest loads kernel/daedalus_v4l2.ko: rebuild it for the debug
-		# kernel (its struct module differs)
-		make -C kernel KDIR="$kdir_debug" clean >/dev/null
-		if make -C kernel KDIR="$kdir_debug" W=1 -s; then
+		# the module for the debug kernel (its struct module differs), built
+		# in a copy of kernel/ so kernel/daedalus_v4l2.ko stays the release
+		# kernel's: the debug guest loads out/kbuild/debug/ (target.py)
+		kbuild_debug=out/kbuild/debug
+		rm -rf "$kbuild_debug"; mkdir -p out/kbuild; cp -r kernel "$kbuild_debug"
+		make -C "$kbuild_debug" KDIR="$kdir_debug" clean >/dev/null
+		if make -C "$kbuild_debug" KDIR="$kdir_debug" W=1 -s; then
 			# "=debug": pytest's early argument scan would take a separate
 			# "debug" for a test path and never load the conftest that
 			# defines the option

@@ -99,6 +99,12 @@ class Target:
             "LG_DAEDALUS_REPO": str(paths.REPO),
             "LG_DAEDALUS_STREAMS": str(paths.STREAMS),
             "LG_DAEDALUS_OUT": str(paths.OUT),
+            # where the module for this kernel was built: in place for the
+            # release kernel (ci/tests/host/test_kernel.py), a copy of kernel/
+            # for the debug one (ci/test-all.sh), so neither build replaces
+            # the module the other guest loads
+            "LG_DAEDALUS_KBUILD": str(paths.REPO / "kernel" if self.variant == "release"
+                                      else paths.OUT / "kbuild" / self.variant),
         })
 
     def start(self) -> float:
