@@ -3,8 +3,8 @@
 # root mounted at $1 (the Debian 13 root under a tmpfs overlay) and the
 # repository at $1$2. It installs what the packages would: the SHIPPED files
 # of rootfs-overlay/ unchanged (unit, udev rules, sysusers.d, modules-load.d,
-# config) and the module built in kernel/; the only local change to the unit
-# is a drop-in pointing ExecStart at the daemon built in target/trixie/. Then
+# config), the module built in kernel/ and the daemon and client built in
+# target/trixie/ (into /usr/bin, as the package); the unit is unchanged. Then
 # the harness's console unit, which runs the test command (or a shell) once
 # the system is up: ci/qemu/guest-init.sh --systemd.
 set -eu
@@ -36,14 +36,16 @@ chroot "$root" /sbin/depmod -a "$release"
 # dav1d 1080p session open has taken over the module's 2 s stall limit there
 echo "options daedalus_v4l2 daemon_timeout_ms=10000" >"$root/etc/modprobe.d/daedalus-ci.conf"
 
+# the binaries of this checkout where the package installs them: the unit
+# runs exactly as shipped, and its user (and the test's unprivileged client)
+# can read them whatever the permissions of the directory the repository
+# lives in (a clone under /root is 0700)
+for b in daedalus-v4l2d daedalus-decode; do
+	cp "$root$repo/target/trixie/release/$b" "$root/usr/bin/$b"
+done
+
 units=$root/etc/systemd/system
-mkdir -p "$units/daedalus-v4l2d.service.d" "$units/multi-user.target.wants"
-cat >"$units/daedalus-v4l2d.service.d/50-daedalus-ci-binary.conf" <<EOF
-# CI only: the daemon of this checkout instead of the packaged /usr/bin one
-[Service]
-ExecStart=
-ExecStart=$repo/target/trixie/release/daedalus-v4l2d --config /etc/daedalus/daedalus-v4l2d.toml
-EOF
+mkdir -p "$units/multi-user.target.wants"
 # enabled, as the package's postinst leaves it
 ln -sf /usr/lib/systemd/system/daedalus-v4l2d.service "$units/multi-user.target.wants/"
 
