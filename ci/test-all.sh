@@ -37,14 +37,15 @@ if [ "$aarch64" = 1 ]; then
 	# Before the debug part: cold, the debug kernel is still building and
 	# this fills the wait. TCG emulates every arm64 instruction, so a small
 	# subset: boot, page size, module load, compliance with the daemon, one
-	# 8-bit 320x240 decode per codec, unload. The module is the one the host tests
+	# 8-bit 320x240 decode per codec with our client and with FFmpeg's
+	# *_v4l2m2m, zero-copy YUV420 (VP9 640x480), unload. The module is the one the host tests
 	# cross-built for the arm64-16k headers; the daemon and tools come from
 	# the arm64 trixie .deb (bins.sh; if it is missing the daemon tests fail).
 	reports+=(out/junit-aarch64.xml)
 	echo "test-all: guest suite subset on the QEMU aarch64 target (Debian's 16K-page kernel, TCG)"
 	ci/guest-aarch64/bins.sh >/dev/null
 	DAEDALUS_TARGET=qemu-aarch64 "${pytest[@]}" --junitxml=out/junit-aarch64.xml \
-		-k "test_guest_userspace or test_page_size or test_load_creates_nodes or test_unload_load_cycles or test_compliance_video or test_decode_bit_exact and 320x240 and not 10bit or test_stop_and_unload" \
+		-k "test_guest_userspace or test_page_size or test_load_creates_nodes or test_unload_load_cycles or test_compliance_video or test_decode_bit_exact and 320x240 and not 10bit or test_ffmpeg_v4l2m2m_bit_exact and 320x240 or test_decode_yuv420_zero_copy and 640x480 or test_stop_and_unload" \
 		ci/tests/guest
 fi
 if [ "$debug" = 1 ]; then
