@@ -7,13 +7,16 @@
 # unless DAEDALUS_DEBUG_KERNEL=0. Ends with exactly one line `N passed, M failed`.
 set -uo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd -P)"
-cd "$repo"
+cd "$repo" || exit 1
 # rustup's cargo when the environment lacks it (CI runs without a login shell)
 case ":$PATH:" in *":$HOME/.cargo/bin:"*) ;; *) export PATH="$HOME/.cargo/bin:$PATH" ;; esac
 venv="$HOME/.cache/daedalus-v4l2/venv"
 debug="${DAEDALUS_DEBUG_KERNEL:-1}"
 aarch64="${DAEDALUS_AARCH64:-1}"
 
+# each part's wall time, for the 90-minute CI budget (README)
+phase() { echo "test-all: [$(date -u +%H:%M:%S), +$((SECONDS / 60)) min] $*"; }
+phase "set-up (ci/prepare.sh)"
 if ! ci/prepare.sh --tests release; then
 	echo "test-all: set-up failed (see above)"
 	echo "0 passed, 1 failed"
@@ -30,7 +33,7 @@ if [ "$debug" = 1 ]; then
 fi
 rm -f out/junit*.xml
 pytest=("$venv/bin/python" -m pytest -c ci/tests/pytest.ini)
-echo "test-all: host checks and the guest suite (release kernel)"
+phase "host checks and the guest suite (release kernel)"
 "${pytest[@]}" --junitxml=out/junit.xml ci/tests/host ci/tests/guest
 reports=(out/junit.xml)
 if [ "$aarch64" = 1 ]; then
@@ -42,7 +45,7 @@ if [ "$aarch64" = 1 ]; then
 	# cross-built for the arm64-16k headers; the daemon and tools come from
 	# the arm64 trixie .deb (bins.sh; if it is missing the daemon tests fail).
 	reports+=(out/junit-aarch64.xml)
-	echo "test-all: guest suite subset on the QEMU aarch64 target (Debian's 16K-page kernel, TCG)"
+	phase "guest suite subset on the QEMU aarch64 target (Debian's 16K-page kernel, TCG)"
 	ci/guest-aarch64/bins.sh >/dev/null
 	DAEDALUS_TARGET=qemu-aarch64 "${pytest[@]}" --junitxml=out/junit-aarch64.xml \
 		-k "test_guest_userspace or test_page_size or test_load_creates_nodes or test_unload_load_cycles or test_compliance_video or test_decode_bit_exact and 320x240 and not 10bit or test_ffmpeg_v4l2m2m_bit_exact and 320x240 or test_decode_yuv420_zero_copy and 640x480 or test_stop_and_unload" \
@@ -55,10 +58,10 @@ if [ "$debug" = 1 ]; then
 	# counts as a failure.
 	reports+=(out/junit-debug.xml)
 	t0=$SECONDS
-	echo "test-all: waiting for the debug kernel build (tail -f out/prepare/debug-kernel.log)"
+	phase "waiting for the debug kernel build (tail -f out/prepare/debug-kernel.log)"
 	if wait "$debug_kernel"; then
 		echo "test-all: waited $((SECONDS - t0)) s for the debug kernel"
-		echo "test-all: guest suite on the debug kernel (KASAN, lockdep, kmemleak)"
+		phase "guest suite on the debug kernel (KASAN, lockdep, kmemleak)"
 		kdir_debug="$(ci/guest-kernel/build.sh debug)/src"
 		# the module for the debug kernel (its struct module differs), built
 		# in a copy of kernel/ so kernel/daedalus_v4l2.ko stays the release
@@ -81,4 +84,5 @@ if [ "$debug" = 1 ]; then
 		tail -n 30 out/prepare/debug-kernel.log
 	fi
 fi
+phase "done"
 exec python3 -m ci.harness.summary "${reports[@]}"
