@@ -92,6 +92,7 @@ struct daedalus_dev {
 struct daedalus_buf {
 	struct v4l2_m2m_buffer m2m;	/* first: vb2 allocates buf_struct_size */
 	bool with_daemon;		/* announced to the daemon, not answered */
+	u32 mem_seq;			/* ++ when vb2 attaches other memory */
 };
 
 /*

@@ -290,8 +290,6 @@ static long daedalus_chan_get_buf_fd(struct daedalus_chan *chan,
 
 	if (copy_from_user(&req, uarg, sizeof(req)))
 		return -EFAULT;
-	if (req.reserved)
-		return -EINVAL;
 	if (!daedalus_chan_is_connected(chan))
 		return -EPROTO;
 

@@ -277,6 +277,7 @@ static void daedalus_fill_bitstream(struct daedalus_ctx *ctx,
 	bs->epoch = ctx->out.epoch;
 	bs->bytesused = vb2_get_plane_payload(vb, 0);
 	bs->length = vb2_plane_size(vb, 0);
+	bs->mem_seq = vbuf_to_dbuf(to_vb2_v4l2_buffer(vb))->mem_seq;
 }
 
 static void daedalus_fill_capture(struct daedalus_ctx *ctx,
@@ -295,6 +296,7 @@ static void daedalus_fill_capture(struct daedalus_ctx *ctx,
 	cap->width = pix->width;
 	cap->height = pix->height;
 	cap->num_planes = min_t(u32, vb->num_planes, DAEDALUS_MAX_PLANES);
+	cap->mem_seq = vbuf_to_dbuf(to_vb2_v4l2_buffer(vb))->mem_seq;
 	for (i = 0; i < cap->num_planes; i++) {
 		cap->bytesperline[i] = pix->plane_fmt[i].bytesperline;
 		cap->length[i] = vb2_plane_size(vb, i);
@@ -787,7 +789,8 @@ static int daedalus_export(struct daedalus_ctx *ctx, struct vb2_queue *q,
 /*
  * -EINVAL: malformed (queue, index, plane, never-issued session id);
  * -ESTALE: the request was valid once but the buffer is no longer the
- * daemon's (session closed, buffers reallocated, taken back).
+ * daemon's (session closed, buffers reallocated, taken back) or no longer
+ * has the memory the daemon asked about (mem_seq).
  */
 int daedalus_session_get_buf_fd(struct daedalus_dev *dev,
 				struct daedalus_buf_fd *req)
@@ -823,6 +826,9 @@ int daedalus_session_get_buf_fd(struct daedalus_dev *dev,
 		ret = -EINVAL;
 	else if (!daedalus_find_owned(ctx, req->queue, req->index))
 		ret = -ESTALE;
+	else if (req->mem_seq &&
+		 req->mem_seq != vbuf_to_dbuf(to_vb2_v4l2_buffer(vb))->mem_seq)
+		ret = -ESTALE;	/* requeued with other memory meanwhile */
 	else
 		ret = daedalus_export(ctx, q, vb, req);
 	mutex_unlock(&ctx->lock);

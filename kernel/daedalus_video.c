@@ -551,6 +551,22 @@ static int daedalus_queue_setup(struct vb2_queue *q, unsigned int *nbuffers,
 	return 0;
 }
 
+/*
+ * vb2 calls this once per allocation (MMAP) and each time QBUF or
+ * PREPARE_BUF attaches another dma-buf or length under the index (DMABUF):
+ * the daemon's cached mapping of the index is then of the old memory and
+ * the next message tells it so (mem_seq, see the UAPI header).
+ */
+static int daedalus_buf_init(struct vb2_buffer *vb)
+{
+	struct daedalus_buf *dbuf = vbuf_to_dbuf(to_vb2_v4l2_buffer(vb));
+
+	/* 0 means "unknown" on the wire */
+	if (!++dbuf->mem_seq)
+		dbuf->mem_seq = 1;
+	return 0;
+}
+
 static int daedalus_buf_out_validate(struct vb2_buffer *vb)
 {
 	struct vb2_v4l2_buffer *vbuf = to_vb2_v4l2_buffer(vb);
@@ -656,6 +672,7 @@ static void daedalus_stop_streaming(struct vb2_queue *q)
 
 static const struct vb2_ops daedalus_qops = {
 	.queue_setup		= daedalus_queue_setup,
+	.buf_init		= daedalus_buf_init,
 	.buf_out_validate	= daedalus_buf_out_validate,
 	.buf_prepare		= daedalus_buf_prepare,
 	.buf_queue		= daedalus_buf_queue,

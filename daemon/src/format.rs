@@ -322,6 +322,7 @@ mod tests {
             width: w,
             height: h,
             num_planes: planes,
+            mem_seq: 1,
             bytesperline: bpl,
             length: len,
         }

@@ -19,14 +19,25 @@
 //!   `avcodec_align_dimensions2` rows without overlapping, every plane start
 //!   is aligned as FFmpeg asks, and the mapping has FFmpeg's over-read
 //!   padding after the last plane.
-//! - Progress: at most `known - reserve` buffers of the current CAPTURE
-//!   epoch are lent at once, `reserve` being the minimum the daemon asked
-//!   the client for. The copy path thus always has as many buffers as
-//!   without lending, whatever FFmpeg keeps as references for however long.
+//! - Progress: at most `known - reserve` buffers are lent at once, `known`
+//!   being the buffers queued in the current CAPTURE epoch and `reserve` the
+//!   minimum the daemon asked the client for. Lent buffers of earlier
+//!   epochs and dma-bufs a DMABUF client swapped out count too: each can
+//!   keep at most one queued buffer busy. The copy path thus always has as
+//!   many buffers as without lending, whatever FFmpeg keeps as references
+//!   for however long.
 //! - Memory: a lease owns the mapping, so a buffer the client frees
 //!   (REQBUFS 0, resolution change) stays valid memory until FFmpeg lets go.
+//! - Which memory: a slot is one (index, generation, mem_seq). A DMABUF
+//!   client that queues another dma-buf under an index gets a new slot with
+//!   a new mapping; the old one is no client buffer any more and lives on
+//!   only while FFmpeg holds it (never delivered in place, not counted in the
+//!   budget), so nothing is written into, or shown from, the dma-buf the
+//!   client swapped out. When the client later queues that dma-buf again,
+//!   under any index, it is busy until FFmpeg lets go, like a buffer queued
+//!   again under its own index (slots know their dma-buf by its inode).
 
-use crate::mapping::Mapping;
+use crate::mapping::{Identity, Mapping};
 use daedalus_proto::{fourcc, Capture};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -103,8 +114,13 @@ impl PlanarLayout {
     }
 }
 
-/// A buffer's identity: index and allocation generation.
-type Key = (u32, u32);
+/// A buffer's memory: index, allocation generation and mem_seq (another
+/// dma-buf queued under the index).
+type Key = (u32, u32, u32);
+
+fn key_of(cap: &Capture) -> Key {
+    (cap.index, cap.generation, cap.mem_seq)
+}
 
 struct Slot {
     cap: Capture,
@@ -118,6 +134,8 @@ struct Slot {
     cpu_open: bool,
     /// For lending: the mapping and its start address.
     memory: Option<(Arc<Mutex<Mapping>>, usize)>,
+    /// The dma-buf behind `memory` (see [`Mapping::identity`]).
+    identity: Option<Identity>,
 }
 
 impl Slot {
@@ -144,6 +162,25 @@ struct Shared {
     state: Mutex<State>,
     /// CAPTURE buffers of the epoch never lent (see the module doc).
     reserve: usize,
+}
+
+impl State {
+    /// FFmpeg holds the dma-buf of slot `key` through another slot (the
+    /// client queued it again under another index, or again under this one
+    /// after another dma-buf): not to be written or lent before it lets go.
+    fn busy_elsewhere(&self, key: &Key) -> bool {
+        let Some(id) = self.slots.get(key).and_then(|s| s.identity) else {
+            return false;
+        };
+        self.slots
+            .iter()
+            .any(|(k, s)| k != key && s.lent && s.identity == Some(id))
+    }
+
+    /// Queued, not lent, and its memory not held by FFmpeg through another slot.
+    fn free(&self, key: &Key) -> bool {
+        self.slots.get(key).is_some_and(|s| s.queued && !s.lent) && !self.busy_elsewhere(key)
+    }
 }
 
 impl Shared {
@@ -218,10 +255,23 @@ impl CapturePool {
     }
 
     /// The client queued `cap`. `map` is asked for the buffer's mapping the
-    /// first time a YUV420 buffer is seen (None: it is never lent).
+    /// first time a YUV420 buffer's memory is seen (None: it is never lent).
+    /// Other memory queued under the index (a new mem_seq) supersedes the
+    /// old slot, which stays only while FFmpeg holds it.
     pub fn queue(&self, cap: Capture, map: impl FnOnce(&Capture) -> Option<Mapping>) {
-        let key = (cap.index, cap.generation);
+        let key = key_of(&cap);
         let mut st = self.shared.lock();
+        let st = &mut *st;
+        let superseded = |k: &Key| k.0 == key.0 && k.1 == key.1 && *k != key;
+        st.order.retain(|k| !superseded(k));
+        st.slots.retain(|k, s| {
+            if !superseded(k) {
+                return true;
+            }
+            s.queued = false;
+            s.current = false;
+            s.lent
+        });
         let wants_memory = PlanarLayout::of(&cap).is_some();
         let slot = st.slots.entry(key).or_insert_with(|| Slot {
             cap,
@@ -230,9 +280,11 @@ impl CapturePool {
             current: false,
             cpu_open: false,
             memory: None,
+            identity: None,
         });
         if slot.memory.is_none() && wants_memory {
             slot.memory = map(&cap).map(|m| {
+                slot.identity = m.identity();
                 let base = m.as_mut_ptr() as usize;
                 (Arc::new(Mutex::new(m)), base)
             });
@@ -262,11 +314,10 @@ impl CapturePool {
     pub fn take_free(&self, fits: impl Fn(&Capture) -> bool) -> Option<Capture> {
         let mut st = self.shared.lock();
         let st = &mut *st;
-        let pos = st.order.iter().position(|k| {
-            st.slots
-                .get(k)
-                .is_some_and(|s| s.queued && !s.lent && fits(&s.cap))
-        })?;
+        let pos = st
+            .order
+            .iter()
+            .position(|k| st.free(k) && st.slots.get(k).is_some_and(|s| fits(&s.cap)))?;
         let key = st.order.remove(pos)?;
         let slot = st.slots.get_mut(&key)?;
         slot.queued = false;
@@ -278,8 +329,8 @@ impl CapturePool {
         let st = self.shared.lock();
         st.order
             .iter()
-            .filter_map(|k| st.slots.get(k))
-            .find(|s| s.queued && !s.lent)
+            .find(|k| st.free(k))
+            .and_then(|k| st.slots.get(k))
             .map(|s| s.cap)
     }
 
@@ -317,7 +368,7 @@ impl CapturePool {
     /// The frame in `held` goes to the client in its own buffer: the buffer
     /// leaves the queue (FFmpeg may keep it lent as a reference).
     pub fn deliver_in_place(&self, held: &HeldFrame) {
-        let key = (held.cap.index, held.cap.generation);
+        let key = key_of(&held.cap);
         let mut st = self.shared.lock();
         st.order.retain(|k| *k != key);
         if let Some(slot) = st.slots.get_mut(&key) {
@@ -332,23 +383,25 @@ impl CapturePool {
     pub fn lend(&self, req: &FrameRequest) -> Option<Lease> {
         let mut st = self.shared.lock();
         let known = st.slots.values().filter(|s| s.current).count();
-        let lent = st.slots.values().filter(|s| s.current && s.lent).count();
+        // Every lent buffer, also of an earlier epoch or swapped out by a
+        // DMABUF client: each can block one queued buffer (its own index,
+        // or the index its dma-buf comes back under).
+        let lent = st.slots.values().filter(|s| s.lent).count();
         if lent + 1 + self.shared.reserve > known {
             return None;
         }
         let st = &mut *st;
         let key = *st.order.iter().find(|k| {
-            st.slots.get(k).is_some_and(|s| {
-                !s.lent
-                    && s.queued
-                    && s.memory.as_ref().is_some_and(|(m, _)| {
+            st.free(k)
+                && st.slots.get(k).is_some_and(|s| {
+                    s.memory.as_ref().is_some_and(|(m, _)| {
                         let mapped = m
                             .lock()
                             .unwrap_or_else(PoisonError::into_inner)
                             .mapped_len();
                         PlanarLayout::of(&s.cap).is_some_and(|l| l.misfit(req, mapped).is_none())
                     })
-            })
+                })
         })?;
         let slot = st.slots.get_mut(&key)?;
         let layout = PlanarLayout::of(&slot.cap)?;
@@ -390,6 +443,7 @@ mod tests {
             width: w,
             height: h,
             num_planes: 1,
+            mem_seq: 1,
             bytesperline: [bpl, 0, 0],
             length: [len, 0, 0],
         }
@@ -462,5 +516,88 @@ mod tests {
         drop(b);
         assert_eq!(pool.lent_count(), 0);
         assert!(pool.take_all().is_empty());
+    }
+
+    #[test]
+    fn another_dmabuf_under_a_lent_index_is_new_memory() {
+        let pool = CapturePool::new(2);
+        for i in 0..4 {
+            pool.queue(yuv420(i, 640, 480), map);
+        }
+        let r = req(640, 480);
+        let a = pool.lend(&r).expect("loan");
+        let (old_base, _) = a.memory();
+        let held = pool.holding(old_base as usize).expect("held");
+        pool.deliver_in_place(&held);
+        // The client queues the index again with another dma-buf while
+        // FFmpeg still keeps the old one as a reference.
+        let mut swapped = held.cap;
+        swapped.mem_seq = 2;
+        let mut mapped_again = false;
+        pool.queue(swapped, |cap| {
+            mapped_again = true;
+            map(cap)
+        });
+        assert!(mapped_again, "the new dma-buf is mapped");
+        // Not busy: FFmpeg holds the old memory, not this one.
+        let free = pool.take_free(|cap| cap.index == swapped.index);
+        assert_eq!(free.map(|c| c.mem_seq), Some(2));
+        pool.queue(swapped, map);
+        // A frame still in the old memory is no longer in a client buffer.
+        assert!(pool.holding(old_base as usize).is_none());
+        // A new loan of that index hands out the new memory (the others
+        // are taken by the copy path first).
+        while pool.take_free(|cap| cap.index != swapped.index).is_some() {}
+        let b = pool.lend(&r).expect("loan of the new memory");
+        assert_eq!(b.key, (swapped.index, swapped.generation, 2));
+        let (new_base, _) = b.memory();
+        assert_ne!(new_base, old_base);
+        assert_eq!(pool.lent_count(), 2);
+        drop(a);
+        assert_eq!(pool.lent_count(), 1, "the old memory goes with its lease");
+        let held = pool.holding(new_base as usize).expect("new memory held");
+        assert_eq!(held.cap.mem_seq, 2);
+        drop(b);
+    }
+
+    #[test]
+    fn a_swapped_out_dmabuf_queued_under_another_index_waits_for_ffmpeg() {
+        let pool = CapturePool::new(2);
+        let mut fds = Vec::new();
+        let mut map_keep = |cap: &Capture| {
+            let len = cap.length[0] as usize;
+            let fd = test_memfd(len);
+            fds.push(fd.try_clone().unwrap());
+            Mapping::new(fd, len, Access::Write).ok()
+        };
+        for i in 0..5 {
+            pool.queue(yuv420(i, 640, 480), &mut map_keep);
+        }
+        let a = pool.lend(&req(640, 480)).expect("loan");
+        let index = a.key.0;
+        let held = pool.holding(a.memory().0 as usize).expect("held");
+        pool.deliver_in_place(&held);
+        // The client queues the index with a new dma-buf, and the one FFmpeg
+        // still reads (its fd: same inode) under another index.
+        let mut swapped = held.cap;
+        swapped.mem_seq = 2;
+        pool.queue(swapped, map);
+        let other = (index + 1) % 5;
+        let mut reused = yuv420(other, 640, 480);
+        reused.mem_seq = 2;
+        let held_fd = fds[index as usize].try_clone().unwrap();
+        pool.queue(reused, |cap| {
+            Mapping::new(held_fd, cap.length[0] as usize, Access::Write).ok()
+        });
+        assert!(
+            pool.take_free(|cap| cap.index == other).is_none(),
+            "written while FFmpeg reads it"
+        );
+        assert!(pool.first_free().is_some_and(|c| c.index != other));
+        drop(a);
+        assert_eq!(
+            pool.take_free(|cap| cap.index == other).map(|c| c.mem_seq),
+            Some(2)
+        );
     }
 }

@@ -44,6 +44,9 @@ pub fn page_size() -> Result<usize, MapError> {
     }
 }
 
+/// A buffer's identity: (st_dev, st_ino) of its fd.
+pub type Identity = (nix::libc::dev_t, nix::libc::ino_t);
+
 /// Access a mapping is made for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -96,6 +99,15 @@ impl Mapping {
 
     pub fn len(&self) -> usize {
         self.len
+    }
+
+    /// Which buffer this maps: (device, inode) of its fd. Every dma-buf (and
+    /// memfd) has an inode of its own, so two fds of one buffer, e.g. exported
+    /// for different V4L2 indices, give the same identity.
+    pub fn identity(&self) -> Option<Identity> {
+        nix::sys::stat::fstat(&self.fd)
+            .ok()
+            .map(|st| (st.st_dev, st.st_ino))
     }
 
     /// The buffer contents.

@@ -370,6 +370,7 @@ impl Session {
                 index: cap.index,
                 plane: 0,
                 generation: cap.generation,
+                mem_seq: cap.mem_seq,
             };
             let mapped = transport
                 .buffer_fd(buf)
@@ -844,6 +845,7 @@ impl Session {
             index: b.index,
             plane: 0,
             generation: b.generation,
+            mem_seq: b.mem_seq,
         };
         let mapping = match cache.get(transport, buf) {
             Ok(m) => m,

@@ -31,8 +31,8 @@ const OUTPUT_BUFFERS: u32 = 4;
 const OUTPUT_LEN: u32 = 1 << 20;
 const CAPTURE_BUFFERS: u32 = 6;
 
-/// A memfd standing in for a buffer plane: fd, length, generation.
-type FakeBuffer = (OwnedFd, u32, u32);
+/// A memfd standing in for a buffer plane: fd, length, generation, mem_seq.
+type FakeBuffer = (OwnedFd, u32, u32, u32);
 
 #[derive(Default)]
 struct FakeTransport {
@@ -51,10 +51,11 @@ impl Transport for FakeTransport {
 
     fn buffer_fd(&self, buf: BufferRef) -> Result<(OwnedFd, u32), ChannelError> {
         let map = self.buffers.lock().unwrap();
-        let (fd, len, generation) = map
+        let (fd, len, generation, mem_seq) = map
             .get(&(buf.queue, buf.index, buf.plane))
             .ok_or(ChannelError::Io(nix::errno::Errno::EINVAL))?;
-        if *generation != buf.generation {
+        // As the kernel: mem_seq 0 asks for whatever memory the buffer has.
+        if *generation != buf.generation || (buf.mem_seq != 0 && buf.mem_seq != *mem_seq) {
             return Err(ChannelError::Stale);
         }
         Ok((
@@ -69,8 +70,20 @@ impl FakeTransport {
     fn alloc(&self, queue: Queue, index: u32, plane: u32, len: u32, generation: u32) {
         self.buffers.lock().unwrap().insert(
             (queue, index, plane),
-            (test_memfd(len as usize), len, generation),
+            (test_memfd(len as usize), len, generation, 1),
         );
+    }
+    /// A DMABUF client queues another dma-buf under the index: new memory
+    /// (zeroed), next mem_seq, which it returns.
+    fn swap(&self, queue: Queue, index: u32, plane: u32) -> u32 {
+        let mut map = self.buffers.lock().unwrap();
+        let b = map.get_mut(&(queue, index, plane)).expect("allocated");
+        b.0 = test_memfd(b.1 as usize);
+        b.3 += 1;
+        b.3
+    }
+    fn mem_seq(&self, queue: Queue, index: u32, plane: u32) -> u32 {
+        self.buffers.lock().unwrap()[&(queue, index, plane)].3
     }
     fn file(&self, queue: Queue, index: u32, plane: u32) -> File {
         File::from(
@@ -121,6 +134,7 @@ impl CapFormat {
             width: self.width,
             height: self.height,
             num_planes: planes,
+            mem_seq: 1,
             bytesperline,
             length,
         }
@@ -165,6 +179,9 @@ struct FakeKernel {
     read_back: bool,
     /// CAPTURE buffers the client allocates.
     capture_buffers: u32,
+    /// Queue another dma-buf each time a buffer is queued again (what a
+    /// DMABUF client importing from a pool of its own may do).
+    swap_memory: bool,
     stats: Arc<SessionStats>,
 }
 
@@ -252,6 +269,7 @@ impl FakeKernel {
             session_errors: 0,
             read_back: true,
             capture_buffers: CAPTURE_BUFFERS,
+            swap_memory: false,
             stats,
         };
         k.allocate_capture(cap);
@@ -442,6 +460,12 @@ impl FakeKernel {
                         let f = self.stream_format.expect("FORMAT before CHANGE_END");
                         self.reallocate_for(&f);
                     } else {
+                        let mut cap = cap;
+                        if self.swap_memory {
+                            for p in 0..cap.num_planes {
+                                cap.mem_seq = self.transport.swap(Queue::Capture, cap.index, p);
+                            }
+                        }
                         self.cap_queued.insert(fd.index, cap);
                         self.send(KernelBody::Capture(cap));
                     }
@@ -457,6 +481,9 @@ impl FakeKernel {
             return false;
         };
         let data = &data[..data.len().min(OUTPUT_LEN as usize)];
+        if self.swap_memory {
+            self.transport.swap(Queue::Output, index, 0);
+        }
         self.transport
             .file(Queue::Output, index, 0)
             .write_all_at(data, 0)
@@ -470,6 +497,7 @@ impl FakeKernel {
             bytesused: data.len() as u32,
             length: OUTPUT_LEN,
             flags: 0,
+            mem_seq: self.transport.mem_seq(Queue::Output, index, 0),
         }));
         true
     }
@@ -1006,7 +1034,7 @@ fn decode_with_stale_capture(kernel_moved_on: bool) -> Option<(FakeKernel, Vec<u
             // the first half freed (export: EINVAL), the rest reallocated (ESTALE)
             buffers.retain(|(q, i, _), _| *q != Queue::Capture || *i >= CAPTURE_BUFFERS / 2);
         }
-        for (_, (_, _, generation)) in buffers
+        for (_, (_, _, generation, _)) in buffers
             .iter_mut()
             .filter(|((q, _, _), _)| *q == Queue::Capture)
         {
@@ -1307,6 +1335,7 @@ fn a_panic_in_a_session_thread_becomes_session_error() {
             bytesused: p.data.len() as u32,
             length: OUTPUT_LEN,
             flags: 0,
+            mem_seq: 1,
         };
         tx.send(Command::Message(KernelBody::Bitstream(b))).unwrap();
     }
@@ -1604,6 +1633,58 @@ fn zero_copy_survives_seek_and_capture_reallocation() {
     let frame = 640 * 480 * 3 / 2;
     assert_frames_equal(&k.frames, &reference[20 * frame..], "VP9 after seek");
     assert!(k.stats.zero_copy_frames.load(Ordering::Relaxed) > 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A DMABUF client may queue another dma-buf under an index without
+/// reallocating (each buffer here gets fresh zeroed memory at every QBUF,
+/// OUTPUT and CAPTURE): every frame must land in, and every bitstream be read
+/// from, the memory queued now, on the copy path (H.264 NV12, VP9 NV12M)
+/// and with zero-copy YUV420, whose leases keep the old memory.
+#[test]
+fn another_dmabuf_under_the_same_index_gets_the_frame() {
+    if !have_ffmpeg() {
+        eprintln!("SKIPPED: no ffmpeg CLI");
+        return;
+    }
+    let dir = tmpdir("swap-memory");
+    let run = |codec: Codec, stream: &Path, cap: CapFormat, pix_fmt: &str, buffers: u32| {
+        let packets = demux(stream);
+        let reference = reference(stream, pix_fmt, None, &dir)?;
+        let mut k = FakeKernel::new(codec, cap);
+        k.set_capture_buffers(buffers);
+        k.swap_memory = true;
+        k.run(&packets, true);
+        let what = format!("{codec:?} {pix_fmt} with swapped dma-bufs");
+        assert_frames_equal(&k.frames, &reference, &what);
+        assert_eq!(
+            (
+                k.drain_ends,
+                k.bitstream_errors,
+                k.session_errors,
+                k.error_frames
+            ),
+            (1, 0, 0, 0),
+            "{what}"
+        );
+        Some(k.stats.zero_copy_frames.load(Ordering::Relaxed))
+    };
+    if let Some(h264) = h264_stream(&dir, "320x240", 30) {
+        run(Codec::H264, &h264, nv12(320, 240), "nv12", 6);
+    }
+    let Some(vp9) = vp9_stream(&dir, "640x480", 30) else {
+        return;
+    };
+    let nv12m = CapFormat {
+        pixelformat: fourcc::NV12M,
+        ..nv12(640, 480)
+    };
+    run(Codec::Vp9, &vp9, nv12m, "nv12", 6);
+    let zero_copy = run(Codec::Vp9, &vp9, kernel_yuv420(640, 480), "yuv420p", 12);
+    assert!(
+        zero_copy.is_some_and(|n| n > 0),
+        "no frame went out zero-copy: {zero_copy:?}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -134,6 +134,7 @@ pub fn write_frame(
             index: cap.index,
             plane: plane as u32,
             generation: cap.generation,
+            mem_seq: cap.mem_seq,
         };
         let mapping = cache.get(transport, buf)?;
         mapping.with_cpu_access(|m| match m.bytes_mut() {

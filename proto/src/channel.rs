@@ -57,6 +57,10 @@ pub struct BufferRef {
     pub index: u32,
     pub plane: u32,
     pub generation: u32,
+    /// `mem_seq` of the message that announced the buffer: the kernel
+    /// refuses (ESTALE) if the buffer has other memory now. 0: no check
+    /// (what a kernel older than protocol 1.2 sends, and accepts).
+    pub mem_seq: u32,
 }
 
 /// The opened channel device.
@@ -217,6 +221,7 @@ impl Channel {
             plane: buf.plane,
             generation: buf.generation,
             fd: -1,
+            mem_seq: buf.mem_seq,
             ..Default::default()
         };
         match sys::get_buf_fd(self.fd.as_fd(), &mut arg) {

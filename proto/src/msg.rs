@@ -72,6 +72,9 @@ pub struct Bitstream {
     pub bytesused: u32,
     pub length: u32,
     pub flags: u32,
+    /// Changes when the buffer's memory does (another dma-buf queued under
+    /// the index); 0 from a kernel older than protocol 1.2.
+    pub mem_seq: u32,
 }
 
 /// `DAEDALUS_K2D_CAPTURE`: an empty CAPTURE buffer and its negotiated layout.
@@ -86,6 +89,8 @@ pub struct Capture {
     pub height: u32,
     /// Memory planes, 1..=[`MAX_PLANES`] (validated by `decode`).
     pub num_planes: u32,
+    /// As [`Bitstream::mem_seq`].
+    pub mem_seq: u32,
     pub bytesperline: [u32; MAX_PLANES],
     pub length: [u32; MAX_PLANES],
 }
@@ -239,6 +244,7 @@ impl KernelMsg {
                     bytesused: b.bytesused,
                     length: b.length,
                     flags: b.flags,
+                    mem_seq: b.mem_seq,
                 })
             }
             uapi::DAEDALUS_K2D_CAPTURE => {
@@ -251,6 +257,7 @@ impl KernelMsg {
                     width: c.width,
                     height: c.height,
                     num_planes: plane_count(c.num_planes)?,
+                    mem_seq: c.mem_seq,
                     bytesperline: c.bytesperline,
                     length: c.length,
                 })
@@ -297,6 +304,8 @@ impl KernelMsg {
                     bytesused: b.bytesused,
                     length: b.length,
                     flags: b.flags,
+                    mem_seq: b.mem_seq,
+                    reserved: 0,
                 };
             }
             KernelBody::Capture(c) => {
@@ -309,7 +318,7 @@ impl KernelMsg {
                     width: c.width,
                     height: c.height,
                     num_planes: c.num_planes,
-                    reserved: 0,
+                    mem_seq: c.mem_seq,
                     bytesperline: c.bytesperline,
                     length: c.length,
                 };
@@ -481,6 +490,7 @@ mod tests {
                 bytesused: 1000,
                 length: 4096,
                 flags: 0,
+                mem_seq: 3,
             }),
             KernelBody::Capture(Capture {
                 index: 1,
@@ -490,6 +500,7 @@ mod tests {
                 width: 320,
                 height: 240,
                 num_planes: 2,
+                mem_seq: 2,
                 bytesperline: [320, 320, 0],
                 length: [76800, 38400, 0],
             }),
@@ -506,6 +517,46 @@ mod tests {
                 Err(ProtoError::WrongDirection(field_u32(&wire, 0)))
             );
         }
+    }
+
+    #[test]
+    fn mem_seq_sits_where_the_header_puts_it() {
+        // After timestamp_ns, index, generation, epoch, bytesused, length, flags.
+        let b = KernelMsg {
+            session: 1,
+            body: KernelBody::Bitstream(Bitstream {
+                timestamp_ns: 0,
+                index: 0,
+                generation: 1,
+                epoch: 0,
+                bytesused: 1,
+                length: 1,
+                flags: 0,
+                mem_seq: 0xabcd,
+            }),
+        }
+        .encode();
+        assert_eq!(field_u32(&b, 16 + 32), 0xabcd);
+        assert_eq!(field_u32(&b, 16 + 36), 0, "reserved after mem_seq");
+        // In place of the former reserved word after num_planes.
+        let c = KernelMsg {
+            session: 1,
+            body: KernelBody::Capture(Capture {
+                index: 0,
+                generation: 1,
+                epoch: 0,
+                pixelformat: crate::fourcc::NV12,
+                width: 16,
+                height: 16,
+                num_planes: 1,
+                mem_seq: 0x1234,
+                bytesperline: [16, 0, 0],
+                length: [384, 0, 0],
+            }),
+        }
+        .encode();
+        assert_eq!(field_u32(&c, 16 + 28), 0x1234);
+        assert_eq!(field_u32(&c, 16 + 32), 16, "bytesperline[0] follows");
     }
 
     #[test]
@@ -598,6 +649,7 @@ mod tests {
                 width: 16,
                 height: 16,
                 num_planes: 1,
+                mem_seq: 1,
                 bytesperline: [16, 0, 0],
                 length: [384, 0, 0],
             }),

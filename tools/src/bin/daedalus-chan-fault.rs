@@ -578,16 +578,6 @@ fn channel_cases(r: &mut Report, args: &Args) -> Result<FakeDaemon> {
         errno_outcome(raw_get_buf_fd(&d.chan, &mut bf)),
         Errno::EINVAL,
     );
-    let mut bf = uapi::daedalus_buf_fd {
-        session: 1,
-        reserved: 1,
-        ..Default::default()
-    };
-    r.expect_err(
-        "GET_BUF_FD reserved set",
-        errno_outcome(raw_get_buf_fd(&d.chan, &mut bf)),
-        Errno::EINVAL,
-    );
     Ok(d)
 }
 
@@ -609,11 +599,20 @@ fn wait_open(d: &mut FakeDaemon) -> Option<u32> {
     })
 }
 
-fn wait_bitstream(d: &mut FakeDaemon, session: u32, index: u32) -> Option<(u32, u32, u64, u32)> {
+/// (epoch, generation, timestamp, bytesused, mem_seq) of a BITSTREAM.
+fn wait_bitstream(
+    d: &mut FakeDaemon,
+    session: u32,
+    index: u32,
+) -> Option<(u32, u32, u64, u32, u32)> {
     d.take(WAIT, |m| match m.body {
-        KernelBody::Bitstream(b) if m.session == session && b.index == index => {
-            Some((b.epoch, b.generation, b.timestamp_ns, b.bytesused))
-        }
+        KernelBody::Bitstream(b) if m.session == session && b.index == index => Some((
+            b.epoch,
+            b.generation,
+            b.timestamp_ns,
+            b.bytesused,
+            b.mem_seq,
+        )),
         _ => None,
     })
 }
@@ -638,6 +637,7 @@ fn buf_ref(s: &SessionView, queue: Queue, index: u32, generation: u32) -> Buffer
         index,
         plane: 0,
         generation,
+        mem_seq: 0,
     }
 }
 
@@ -646,7 +646,7 @@ fn output_cases(r: &mut Report, d: &mut FakeDaemon, c: &mut Client) -> Result<Se
     c.qbuf_out(0, 64, 1).map_err(v4l2_err("QBUF(OUTPUT 0)"))?;
     c.streamon(OUT_Q).map_err(v4l2_err("STREAMON(OUTPUT)"))?;
     let session = wait_open(d).context("no SESSION_OPEN after STREAMON(OUTPUT)")?;
-    let (out_epoch, out_gen, ts, used) =
+    let (out_epoch, out_gen, ts, used, mem_seq) =
         wait_bitstream(d, session, 0).context("no BITSTREAM for OUTPUT 0")?;
     r.check(
         "BITSTREAM carries the client's data",
@@ -668,6 +668,27 @@ fn output_cases(r: &mut Report, d: &mut FakeDaemon, c: &mut Client) -> Result<Se
         format!("{:?}", got.as_ref().map(|(_, l)| *l)),
     );
     drop(got);
+    r.check(
+        "BITSTREAM carries a mem_seq (protocol 1.2)",
+        mem_seq != 0,
+        format!("mem_seq {mem_seq}"),
+    );
+    let with_seq = |seq: u32| BufferRef {
+        mem_seq: seq,
+        ..buf_ref(&s, Queue::Output, 0, out_gen)
+    };
+    let got = d.chan.get_buf_fd(with_seq(mem_seq));
+    r.check(
+        "GET_BUF_FD with the buffer's mem_seq",
+        got.is_ok(),
+        format!("{:?}", got.as_ref().map(|(_, l)| *l)),
+    );
+    drop(got);
+    r.expect_err(
+        "GET_BUF_FD with another mem_seq (memory changed)",
+        chan_outcome(d.chan.get_buf_fd(with_seq(mem_seq.wrapping_add(1))), |_| 0),
+        Errno::ESTALE,
+    );
     r.expect_err(
         "GET_BUF_FD old generation",
         gbf(&d.chan, &s, Queue::Output, 0, out_gen.wrapping_sub(1)),

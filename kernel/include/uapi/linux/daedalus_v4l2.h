@@ -36,6 +36,19 @@
  * CREATE_BUFS) increments the queue's generation. DAEDALUS_IOC_GET_BUF_FD
  * with an old generation gets -ESTALE.
  *
+ * Memory sequence (minor >= 2): with V4L2_MEMORY_DMABUF a client may queue
+ * another dma-buf (or another length) under an index it queued before,
+ * without a REQBUFS. Each buffer has a mem_seq, never 0, that changes
+ * whenever its memory does (vb2 attached a different dma-buf: buf_init);
+ * BITSTREAM and CAPTURE carry it. A daemon caching mappings must key them
+ * by (queue, index, plane, generation, mem_seq) and fetch the fd again when
+ * mem_seq differs from its cached one, else it reads or writes the previous
+ * dma-buf. DAEDALUS_IOC_GET_BUF_FD with a non-zero mem_seq gets -ESTALE if
+ * the buffer's memory changed since, so an fd always belongs to the mem_seq
+ * asked for. A minor-1 kernel sends 0 in the messages and rejects a
+ * non-zero mem_seq in the ioctl (it was reserved): a daemon passes on the
+ * value of the message, so it sends 0 there.
+ *
  * Frame layout: CAPTURE messages carry the format the client negotiated.
  * For single-memory-plane formats the component planes follow the V4L2
  * layout: NV12 and P010 have the interleaved CbCr plane at
@@ -51,7 +64,7 @@
 #include <linux/types.h>
 
 #define DAEDALUS_PROTO_VERSION_MAJOR	1
-#define DAEDALUS_PROTO_VERSION_MINOR	1
+#define DAEDALUS_PROTO_VERSION_MINOR	2
 
 #define DAEDALUS_MSG_SIZE		128
 #define DAEDALUS_MAX_PLANES		3
@@ -113,6 +126,8 @@ struct daedalus_k2d_bitstream {
 	__u32 bytesused;		/* valid bytes from the start of plane 0 */
 	__u32 length;			/* plane 0 length */
 	__u32 flags;			/* reserved, 0 */
+	__u32 mem_seq;			/* buffer memory sequence, see top */
+	__u32 reserved;			/* 0 */
 };
 
 struct daedalus_k2d_capture {
@@ -123,7 +138,7 @@ struct daedalus_k2d_capture {
 	__u32 width;			/* format width and height, in pixels */
 	__u32 height;
 	__u32 num_planes;		/* memory planes, 1..DAEDALUS_MAX_PLANES */
-	__u32 reserved;
+	__u32 mem_seq;			/* buffer memory sequence, see top */
 	__u32 bytesperline[DAEDALUS_MAX_PLANES];
 	__u32 length[DAEDALUS_MAX_PLANES];	/* plane sizes in bytes */
 };
@@ -253,7 +268,11 @@ struct daedalus_buf_fd {
 	__u32 generation;		/* in: -ESTALE if the buffers changed */
 	__s32 fd;			/* out: dma-buf fd, O_CLOEXEC */
 	__u32 length;			/* out: plane length in bytes */
-	__u32 reserved;			/* in: 0 */
+	/*
+	 * in (minor >= 2): mem_seq of the BITSTREAM/CAPTURE message, -ESTALE
+	 * if the buffer's memory changed since; 0: no check.
+	 */
+	__u32 mem_seq;
 };
 
 #define DAEDALUS_IOC_MAGIC	'D'
