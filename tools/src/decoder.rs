@@ -9,7 +9,7 @@
 //! and hides the per-buffer timing a benchmark needs. The ioctl layer of
 //! v4l2r gives us everything with full control.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -33,7 +33,7 @@ use crate::sys;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Where CAPTURE buffers come from.
+/// Where buffers come from (CAPTURE, and OUTPUT with `output_memory`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CaptureMemory {
     /// The driver allocates them (V4L2_MEMORY_MMAP).
@@ -49,6 +49,15 @@ pub struct DecodeConfig {
     /// CAPTURE format; None keeps the decoder's choice if the tools can read it.
     pub format: Option<RawFormat>,
     pub capture_memory: CaptureMemory,
+    /// OUTPUT (bitstream) buffers: MMAP, or dma-bufs from a heap/udmabuf.
+    pub output_memory: CaptureMemory,
+    /// DMABUF queues only: every QBUF hands the driver another dma-buf than
+    /// the index had before (twice as many are allocated, used in turn), as
+    /// clients importing from their own pools do. The memory holds zeros or
+    /// an older frame, so a frame written into the buffer the index had
+    /// before shows up as a mismatch. (Not filled with a pattern: a decoder
+    /// may still read a dequeued CAPTURE buffer as a reference.)
+    pub swap_dmabufs: bool,
     pub output_buffers: u32,
     /// CAPTURE buffers on top of V4L2_CID_MIN_BUFFERS_FOR_CAPTURE.
     pub extra_capture_buffers: u32,
@@ -69,6 +78,8 @@ impl Default for DecodeConfig {
         DecodeConfig {
             format: None,
             capture_memory: CaptureMemory::Mmap,
+            output_memory: CaptureMemory::Mmap,
+            swap_dmabufs: false,
             output_buffers: 8,
             extra_capture_buffers: 4,
             max_frames: None,
@@ -119,6 +130,8 @@ pub struct DecodeReport {
     pub layouts: Vec<FrameLayout>,
     pub capture_buffers: u32,
     pub seek_resumed_at: Option<usize>,
+    /// QBUFs that gave an index another dma-buf than before (`swap_dmabufs`).
+    pub dmabuf_swaps: u64,
 }
 
 #[derive(Debug, Error)]
@@ -195,7 +208,12 @@ fn timestamp_unit(buf: &V4l2Buffer) -> u64 {
 
 struct OutputRing {
     queue: QueueType,
+    memory: MemoryType,
     maps: Vec<PlaneMapping>,
+    /// DMABUF memory only: the dma-buf behind each map.
+    dmabufs: Vec<File>,
+    /// `swap_dmabufs`: dma-bufs not queued now, next in line first.
+    spare: VecDeque<(PlaneMapping, File)>,
     free: Vec<u32>,
     queued: usize,
 }
@@ -212,6 +230,8 @@ struct CaptureRing {
     memory: MemoryType,
     layout: FrameLayout,
     buffers: Vec<CaptureBuffer>,
+    /// `swap_dmabufs`: plane sets not queued now, next in line first.
+    spare: VecDeque<CaptureBuffer>,
     /// LAST seen (or DQBUF gave EPIPE): nothing more until re-set-up.
     ended: bool,
 }
@@ -284,26 +304,51 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
                 offered: fourcc_list(&info.coded_formats),
             });
         }
+        let output_source = open_source(&config.output_memory)?;
+        let memory = match output_source {
+            None => MemoryType::Mmap,
+            Some(_) => MemoryType::DmaBuf,
+        };
         let count: usize = ioctl::reqbufs(
             &device,
             queue,
-            MemoryType::Mmap,
+            memory,
             config.output_buffers.max(1),
             ioctl::MemoryConsistency::empty(),
         )
         .map_err(ioctl_err("REQBUFS(OUTPUT)"))?;
         let mut maps = Vec::with_capacity(count);
-        for index in 0..count {
-            let qb: QueryBuffer =
-                ioctl::querybuf(&device, queue, index).map_err(ioctl_err("QUERYBUF(OUTPUT)"))?;
-            let plane = qb.planes.first().ok_or_else(|| DecodeError::Ioctl {
-                what: "QUERYBUF(OUTPUT)",
-                cause: "buffer without planes".into(),
-            })?;
-            maps.push(
-                ioctl::mmap(&device, plane.mem_offset, plane.length)
-                    .map_err(ioctl_err("mmap(OUTPUT)"))?,
-            );
+        let mut dmabufs = Vec::new();
+        let mut spare = VecDeque::new();
+        if let Some(source) = &output_source {
+            let len = applied.plane_fmt.first().map_or(wanted, |p| p.sizeimage) as usize;
+            let sets = if config.swap_dmabufs {
+                2 * count
+            } else {
+                count
+            };
+            for i in 0..sets {
+                let (file, map) = alloc_dmabuf(source, &config.output_memory, len)?;
+                if i < count {
+                    maps.push(map);
+                    dmabufs.push(file);
+                } else {
+                    spare.push_back((map, file));
+                }
+            }
+        } else {
+            for index in 0..count {
+                let qb: QueryBuffer = ioctl::querybuf(&device, queue, index)
+                    .map_err(ioctl_err("QUERYBUF(OUTPUT)"))?;
+                let plane = qb.planes.first().ok_or_else(|| DecodeError::Ioctl {
+                    what: "QUERYBUF(OUTPUT)",
+                    cause: "buffer without planes".into(),
+                })?;
+                maps.push(
+                    ioctl::mmap(&device, plane.mem_offset, plane.length)
+                        .map_err(ioctl_err("mmap(OUTPUT)"))?,
+                );
+            }
         }
         let capacity = maps.iter().map(|m| m.len()).min().unwrap_or(0);
         if let Some((unit, len)) = stream
@@ -327,11 +372,7 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
         .map_err(ioctl_err("SUBSCRIBE_EVENT(SOURCE_CHANGE)"))?;
         // EOS is optional for stateful decoders; LAST is what we rely on.
         let _ = ioctl::subscribe_event(&device, EventType::Eos, SubscribeEventFlags::empty());
-        let dma_source = match &config.capture_memory {
-            CaptureMemory::Mmap => None,
-            CaptureMemory::DmaHeap(path) => Some(open_rw(path)?),
-            CaptureMemory::Udmabuf => Some(open_rw(&PathBuf::from("/dev/udmabuf"))?),
-        };
+        let dma_source = open_source(&config.capture_memory)?;
         Ok(Decoder {
             device,
             info,
@@ -339,8 +380,11 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
             sink,
             output: OutputRing {
                 queue,
+                memory,
                 free: (0..count as u32).rev().collect(),
                 maps,
+                dmabufs,
+                spare,
                 queued: 0,
             },
             capture: None,
@@ -501,15 +545,39 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
                 break;
             };
             let unit = self.stream.unit(self.next_unit);
-            let map = &mut self.output.maps[index as usize];
-            map[..unit.len()].copy_from_slice(unit);
             let global =
                 u64::from(self.pass) * self.stream.units.len() as u64 + self.next_unit as u64;
             let (sec, usec) = unit_timestamp(global);
-            let mut qbuf =
-                QBuffer::<MmapHandle>::new(self.output.queue, index).set_timestamp(sec, usec);
-            qbuf.planes.push(QBufPlane::new(unit.len()));
-            ioctl::qbuf::<_, ()>(&self.device, qbuf).map_err(ioctl_err("QBUF(OUTPUT)"))?;
+            let out = &mut self.output;
+            let i = index as usize;
+            if out.memory == MemoryType::Mmap {
+                out.maps[i][..unit.len()].copy_from_slice(unit);
+                let mut qbuf =
+                    QBuffer::<MmapHandle>::new(out.queue, index).set_timestamp(sec, usec);
+                qbuf.planes.push(QBufPlane::new(unit.len()));
+                ioctl::qbuf::<_, ()>(&self.device, qbuf).map_err(ioctl_err("QBUF(OUTPUT)"))?;
+            } else {
+                if let Some((map, file)) = out.spare.pop_front() {
+                    let old_map = std::mem::replace(&mut out.maps[i], map);
+                    let old_file = std::mem::replace(&mut out.dmabufs[i], file);
+                    out.spare.push_back((old_map, old_file));
+                    self.report.dmabuf_swaps += 1;
+                }
+                let file = &out.dmabufs[i];
+                sys::dma_buf_begin_write(file).map_err(ioctl_err("DMA_BUF_IOCTL_SYNC"))?;
+                out.maps[i][..unit.len()].copy_from_slice(unit);
+                sys::dma_buf_end_write(file).map_err(ioctl_err("DMA_BUF_IOCTL_SYNC"))?;
+                let mut qbuf =
+                    QBuffer::<DmaBufHandle<File>>::new(out.queue, index).set_timestamp(sec, usec);
+                let mut plane = QBufPlane::new(unit.len());
+                plane.0.m.fd = std::os::fd::AsRawFd::as_raw_fd(file);
+                plane.0.length = out.maps[i].len() as u32;
+                qbuf.planes.push(plane);
+                ioctl::qbuf::<_, ()>(&self.device, qbuf).map_err(|e| DecodeError::Ioctl {
+                    what: "QBUF(OUTPUT) of a dma-buf",
+                    cause: format!("{e}{DMA_CONTIG_HINT}").into(),
+                })?;
+            }
             self.queued_at.insert(global, Instant::now());
             self.output.queued += 1;
             self.report.units_queued += 1;
@@ -852,6 +920,12 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
         for index in 0..count {
             buffers.push(self.allocate_capture_buffer(queue, memory, index, &format)?);
         }
+        let mut spare = VecDeque::new();
+        if self.config.swap_dmabufs && memory == MemoryType::DmaBuf {
+            for index in 0..count {
+                spare.push_back(self.allocate_capture_buffer(queue, memory, index, &format)?);
+            }
+        }
         self.report.layouts.push(layout.clone());
         self.report.capture_buffers = count as u32;
         self.capture = Some(CaptureRing {
@@ -859,6 +933,7 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
             memory,
             layout,
             buffers,
+            spare,
             ended: false,
         });
         for index in 0..count {
@@ -896,20 +971,8 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
                 for (plane, layout) in format.plane_fmt.iter().enumerate() {
                     let len = (layout.sizeimage as usize)
                         .max(qb.planes.get(plane).map_or(0, |p| p.length as usize));
-                    let (file, source_name) = match &self.config.capture_memory {
-                        CaptureMemory::DmaHeap(path) => {
-                            (sys::dma_heap_alloc(source, len), path.display().to_string())
-                        }
-                        _ => (sys::udmabuf_alloc(source, len), "/dev/udmabuf".to_string()),
-                    };
-                    let file = file.map_err(|errno| DecodeError::DmaBuf {
-                        len,
-                        source_name,
-                        errno,
-                    })?;
-                    buffer.maps.push(
-                        ioctl::mmap(&file, 0, len as u32).map_err(ioctl_err("mmap(dma-buf)"))?,
-                    );
+                    let (file, map) = alloc_dmabuf(source, &self.config.capture_memory, len)?;
+                    buffer.maps.push(map);
                     buffer.dmabufs.push(file);
                 }
             }
@@ -927,6 +990,12 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
                 ioctl::qbuf::<_, ()>(&self.device, qbuf).map_err(ioctl_err("QBUF(CAPTURE)"))?;
             }
             _ => {
+                if let Some(mut next) = capture.spare.pop_front() {
+                    std::mem::swap(&mut slot.maps, &mut next.maps);
+                    std::mem::swap(&mut slot.dmabufs, &mut next.dmabufs);
+                    capture.spare.push_back(next);
+                    self.report.dmabuf_swaps += 1;
+                }
                 let mut qbuf = QBuffer::<DmaBufHandle<File>>::new(capture.queue, index as u32);
                 for (file, map) in slot.dmabufs.iter().zip(&slot.maps) {
                     let mut plane = QBufPlane::new(0);
@@ -936,12 +1005,7 @@ impl<'s, S: FrameSink> Decoder<'s, S> {
                 }
                 ioctl::qbuf::<_, ()>(&self.device, qbuf).map_err(|e| DecodeError::Ioctl {
                     what: "QBUF(CAPTURE) of a dma-buf",
-                    cause: format!(
-                        "{e} (the driver could not use the buffer: a dma-contig driver \
-                         needs physically contiguous memory: use a CMA heap, \
-                         --dma-heap /dev/dma_heap/linux,cma or .../reserved)"
-                    )
-                    .into(),
+                    cause: format!("{e}{DMA_CONTIG_HINT}").into(),
                 })?;
             }
         }
@@ -978,6 +1042,41 @@ pub fn default_dma_heap() -> Option<PathBuf> {
         .or_else(|| heaps.iter().find(|p| named(p, "system")))
         .or_else(|| heaps.first())
         .cloned()
+}
+
+/// Said when a driver refuses an imported dma-buf at QBUF.
+const DMA_CONTIG_HINT: &str = " (the driver could not use the buffer: a dma-contig driver \
+     needs physically contiguous memory: use a CMA heap, \
+     --dma-heap /dev/dma_heap/linux,cma or .../reserved)";
+
+/// The allocator device behind `memory` (None: MMAP).
+fn open_source(memory: &CaptureMemory) -> Result<Option<File>, DecodeError> {
+    Ok(match memory {
+        CaptureMemory::Mmap => None,
+        CaptureMemory::DmaHeap(path) => Some(open_rw(path)?),
+        CaptureMemory::Udmabuf => Some(open_rw(&PathBuf::from("/dev/udmabuf"))?),
+    })
+}
+
+/// A `len`-byte dma-buf from `source` (opened for `memory`), mapped.
+fn alloc_dmabuf(
+    source: &File,
+    memory: &CaptureMemory,
+    len: usize,
+) -> Result<(File, PlaneMapping), DecodeError> {
+    let (file, source_name) = match memory {
+        CaptureMemory::DmaHeap(path) => {
+            (sys::dma_heap_alloc(source, len), path.display().to_string())
+        }
+        _ => (sys::udmabuf_alloc(source, len), "/dev/udmabuf".to_string()),
+    };
+    let file = file.map_err(|errno| DecodeError::DmaBuf {
+        len,
+        source_name,
+        errno,
+    })?;
+    let map = ioctl::mmap(&file, 0, len as u32).map_err(ioctl_err("mmap(dma-buf)"))?;
+    Ok((file, map))
 }
 
 fn open_rw(path: &PathBuf) -> Result<File, DecodeError> {

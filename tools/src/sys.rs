@@ -33,6 +33,7 @@ struct DmaBufSync {
 
 const UDMABUF_FLAGS_CLOEXEC: u32 = 0x01;
 const DMA_BUF_SYNC_READ: u64 = 1;
+const DMA_BUF_SYNC_WRITE: u64 = 2;
 const DMA_BUF_SYNC_START: u64 = 0;
 const DMA_BUF_SYNC_END: u64 = 4;
 
@@ -95,6 +96,15 @@ pub fn dma_buf_begin_read(buf: &File) -> Result<(), Errno> {
 
 pub fn dma_buf_end_read(buf: &File) -> Result<(), Errno> {
     dma_buf_sync(buf, DMA_BUF_SYNC_END | DMA_BUF_SYNC_READ)
+}
+
+/// Brackets CPU writes of a dma-buf.
+pub fn dma_buf_begin_write(buf: &File) -> Result<(), Errno> {
+    dma_buf_sync(buf, DMA_BUF_SYNC_START | DMA_BUF_SYNC_WRITE)
+}
+
+pub fn dma_buf_end_write(buf: &File) -> Result<(), Errno> {
+    dma_buf_sync(buf, DMA_BUF_SYNC_END | DMA_BUF_SYNC_WRITE)
 }
 
 fn dma_buf_sync(buf: &File, flags: u64) -> Result<(), Errno> {

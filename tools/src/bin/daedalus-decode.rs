@@ -72,7 +72,17 @@ struct Args {
     loops: u32,
     #[arg(long, value_enum, default_value_t = MemoryArg::Mmap)]
     capture_memory: MemoryArg,
-    /// Where dmabuf CAPTURE buffers come from.
+    /// OUTPUT (bitstream) buffers: V4L2 MMAP, or dma-bufs from the same
+    /// source as dmabuf CAPTURE buffers.
+    #[arg(long, value_enum, default_value_t = MemoryArg::Mmap)]
+    output_memory: MemoryArg,
+    /// With dmabuf memory: queue every buffer with another dma-buf than its
+    /// index had before (twice as many allocated, used in turn), as clients
+    /// importing from their own pools may; --verify then proves each frame
+    /// landed in the buffer queued now (it holds zeros or an older frame).
+    #[arg(long)]
+    swap_dmabufs: bool,
+    /// Where dmabuf CAPTURE (and OUTPUT) buffers come from.
     #[arg(long, value_enum, default_value_t = DmabufSourceArg::Auto)]
     dmabuf_source: DmabufSourceArg,
     /// The dma-heap; default: a CMA heap if there is one (contiguous memory,
@@ -128,12 +138,12 @@ impl FrameSink for Output {
     }
 }
 
-fn capture_memory(args: &Args) -> Result<CaptureMemory> {
+fn buffer_memory(args: &Args, memory: MemoryArg) -> Result<CaptureMemory> {
     let heap = args
         .dma_heap
         .clone()
         .or_else(daedalus_tools::decoder::default_dma_heap);
-    Ok(match (args.capture_memory, args.dmabuf_source, heap) {
+    Ok(match (memory, args.dmabuf_source, heap) {
         (MemoryArg::Mmap, _, _) => CaptureMemory::Mmap,
         (MemoryArg::Dmabuf, DmabufSourceArg::Udmabuf, _) => CaptureMemory::Udmabuf,
         (MemoryArg::Dmabuf, DmabufSourceArg::Heap | DmabufSourceArg::Auto, Some(heap)) => {
@@ -143,7 +153,7 @@ fn capture_memory(args: &Args) -> Result<CaptureMemory> {
             CaptureMemory::Udmabuf
         }
         (MemoryArg::Dmabuf, _, None) => bail!(
-            "--capture-memory dmabuf: no dma-heap in /dev/dma_heap{} \
+            "dmabuf memory: no dma-heap in /dev/dma_heap{} \
              (kernel without CONFIG_DMABUF_HEAPS / CONFIG_UDMABUF?)",
             if args.dmabuf_source == DmabufSourceArg::Auto {
                 " and no /dev/udmabuf"
@@ -219,9 +229,17 @@ fn run(args: Args) -> Result<bool> {
         ))),
     };
     let verifier = args.verify.as_deref().map(Verifier::open).transpose()?;
+    if args.swap_dmabufs
+        && args.capture_memory == MemoryArg::Mmap
+        && args.output_memory == MemoryArg::Mmap
+    {
+        bail!("--swap-dmabufs needs --capture-memory dmabuf or --output-memory dmabuf");
+    }
     let config = DecodeConfig {
         format: args.format,
-        capture_memory: capture_memory(&args)?,
+        capture_memory: buffer_memory(&args, args.capture_memory)?,
+        output_memory: buffer_memory(&args, args.output_memory)?,
+        swap_dmabufs: args.swap_dmabufs,
         output_buffers: args.output_buffers,
         extra_capture_buffers: args.extra_capture_buffers,
         max_frames: args.frames,
@@ -267,6 +285,12 @@ fn run(args: Args) -> Result<bool> {
                     .collect::<String>()
             );
         }
+    }
+    if args.swap_dmabufs && !args.quiet {
+        eprintln!(
+            "daedalus-decode: {} QBUFs with another dma-buf than the index had",
+            report.dmabuf_swaps
+        );
     }
     if let Some(resume) = report.seek_resumed_at {
         eprintln!(
