@@ -70,6 +70,12 @@ mkdir -p "$cache/debroot" "$cache/apt-archives/$release"
 exec 9>"$cache/debroot/.lock"
 flock 9
 if [ -e "$out" ]; then echo "$out"; exit 0; fi
+# The package cache is shared with ci/bookworm-root/build.sh, which
+# ci/prepare.sh runs at the same time: one mmdebstrap syncs it at a time (a
+# cold run failed with "tar: .: file changed as we read it" in sync-in while
+# the other's sync-out wrote to it).
+exec 8>"$cache/apt-archives/$release.lock"
+flock 8
 echo "debroot: mmdebstrap $release ($kind) from $mirror; a few minutes, mostly downloads" >&2
 start=$(date +%s)
 archives="$cache/apt-archives/$release"

@@ -24,6 +24,9 @@ mkdir -p "$base" "$archives"
 exec 9>"$base/bookworm.lock"
 flock 9
 if [ -e "$cache/done" ]; then echo "$cache/root"; exit 0; fi
+# the package cache is packaging/debroot.sh's too, which may run now (ci/prepare.sh)
+exec 8>"$cache_dir/apt-archives/bookworm.lock"
+flock 8
 rm -rf "$cache.tmp"; mkdir -p "$cache.tmp"
 log "mmdebstrap bookworm ($(echo "$pkgs" | tr ',' '\n' | wc -l) packages) from $mirror; a few minutes cold"
 start=$(date +%s)
