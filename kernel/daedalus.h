@@ -148,7 +148,18 @@ struct daedalus_ctx {
 	struct daedalus_d2k_format stream;
 	bool change_end_allowed;	/* FORMAT since the last CAPTURE streamon */
 	bool change_end_sent;		/* CHANGE_END since the last CAPTURE streamon */
-	bool drain_after_change;	/* re-drain at the next CAPTURE streamon */
+	/*
+	 * Start a drain at the next CAPTURE streamon: STOP came while only
+	 * OUTPUT streamed, or a resolution change restarted CAPTURE mid-drain.
+	 */
+	bool drain_at_streamon;
+
+	/*
+	 * The newest OUTPUT buffer the daemon is done with, not yet given
+	 * back because CAPTURE is not streaming (see daedalus_session_park()).
+	 */
+	struct vb2_v4l2_buffer *parked_out;
+	enum vb2_buffer_state parked_state;
 };
 
 static inline struct daedalus_ctx *fh_to_ctx(struct v4l2_fh *fh)
@@ -200,6 +211,7 @@ void daedalus_session_take_back(struct daedalus_ctx *ctx, unsigned int queue,
 				enum vb2_buffer_state state);
 void daedalus_session_stop(struct daedalus_ctx *ctx, unsigned int queue);
 int daedalus_session_drain(struct daedalus_ctx *ctx);
+void daedalus_session_unpark(struct daedalus_ctx *ctx);
 int daedalus_session_reply(struct daedalus_dev *dev,
 			   const struct daedalus_msg *msg);
 int daedalus_session_get_buf_fd(struct daedalus_dev *dev,

@@ -116,6 +116,11 @@ void daedalus_session_take_back(struct daedalus_ctx *ctx, unsigned int queue,
 
 	qs->epoch++;
 	qs->owned = 0;
+	if (queue == DAEDALUS_QUEUE_OUTPUT && ctx->parked_out) {
+		/* the oldest first: it left the daemon before the others */
+		v4l2_m2m_buf_done(ctx->parked_out, state);
+		ctx->parked_out = NULL;
+	}
 	for (;;) {
 		vbuf = queue == DAEDALUS_QUEUE_OUTPUT ?
 			v4l2_m2m_src_buf_remove(m2m_ctx) :
@@ -393,6 +398,43 @@ void daedalus_session_push(struct daedalus_ctx *ctx)
 		daedalus_session_fail(ctx, true);
 }
 
+/* Gives the parked OUTPUT buffer back (CAPTURE streams now). */
+void daedalus_session_unpark(struct daedalus_ctx *ctx)
+{
+	if (!ctx->parked_out)
+		return;
+	v4l2_m2m_buf_done(ctx->parked_out, ctx->parked_state);
+	ctx->parked_out = NULL;
+}
+
+/*
+ * The daemon is done with an OUTPUT buffer. While CAPTURE is not
+ * streaming, the last such buffer stays with the driver until it does, as
+ * vicodec keeps its bitstream while it waits for CAPTURE buffers: once a
+ * client has dequeued every OUTPUT buffer and CAPTURE is not streaming,
+ * the m2m poll reports EPOLLERR, which select() turns into "readable";
+ * v4l2-ctl then gets EINVAL from CAPTURE DQBUF and stops reading CAPTURE
+ * before the source change even told it to set CAPTURE up. (That order
+ * needs the format to come late, with the first decoded frame: the
+ * daemon's header probe normally sends it before the buffer is done.)
+ * Buffers go back in the order the daemon finished them.
+ */
+static void daedalus_session_park(struct daedalus_ctx *ctx,
+				  struct vb2_v4l2_buffer *vbuf,
+				  enum vb2_buffer_state state)
+{
+	struct v4l2_m2m_ctx *m2m_ctx = ctx->fh.m2m_ctx;
+
+	daedalus_session_unpark(ctx);
+	if (vb2_is_streaming(&m2m_ctx->cap_q_ctx.q) ||
+	    v4l2_m2m_num_src_bufs_ready(m2m_ctx)) {
+		v4l2_m2m_buf_done(vbuf, state);
+		return;
+	}
+	ctx->parked_out = vbuf;
+	ctx->parked_state = state;
+}
+
 /* V4L2_DEC_CMD_STOP with both queues streaming */
 int daedalus_session_drain(struct daedalus_ctx *ctx)
 {
@@ -524,8 +566,8 @@ static int daedalus_on_bitstream_done(struct daedalus_ctx *ctx,
 	vbuf_to_dbuf(vbuf)->with_daemon = false;
 	ctx->out.owned--;
 	vbuf->sequence = ctx->out.sequence++;
-	v4l2_m2m_buf_done(vbuf, bd->flags & DAEDALUS_BITSTREAM_F_ERROR ?
-			  VB2_BUF_STATE_ERROR : VB2_BUF_STATE_DONE);
+	daedalus_session_park(ctx, vbuf, bd->flags & DAEDALUS_BITSTREAM_F_ERROR ?
+			      VB2_BUF_STATE_ERROR : VB2_BUF_STATE_DONE);
 	return 0;
 }
 

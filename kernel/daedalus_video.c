@@ -431,9 +431,18 @@ static int daedalus_decoder_cmd(struct file *file, void *priv,
 
 	mutex_lock(&ctx->lock);
 	/* dev-decoder.rst: without both queues streaming it is a no-op */
-	if (!vb2_is_streaming(&m2m_ctx->out_q_ctx.q) ||
-	    !vb2_is_streaming(&m2m_ctx->cap_q_ctx.q))
+	if (!vb2_is_streaming(&m2m_ctx->out_q_ctx.q))
 		goto out;
+	if (!vb2_is_streaming(&m2m_ctx->cap_q_ctx.q)) {
+		/*
+		 * ... but the m2m helpers (vicodec) keep such a STOP until
+		 * CAPTURE streams, and v4l2-ctl relies on it: it sends STOP
+		 * as soon as the file fits in its OUTPUT buffers, before the
+		 * source change. What is queued until then joins the drain.
+		 */
+		ctx->drain_at_streamon = dc->cmd == V4L2_DEC_CMD_STOP;
+		goto out;
+	}
 
 	if (m2m_ctx->is_draining) {
 		ret = -EBUSY;
@@ -627,9 +636,11 @@ static int daedalus_start_streaming(struct vb2_queue *q, unsigned int count)
 	}
 
 	v4l2_m2m_update_start_streaming_state(ctx->fh.m2m_ctx, q);
+	if (queue == DAEDALUS_QUEUE_CAPTURE)
+		daedalus_session_unpark(ctx);
 	daedalus_session_push(ctx);
-	if (queue == DAEDALUS_QUEUE_CAPTURE && ctx->drain_after_change) {
-		ctx->drain_after_change = false;
+	if (queue == DAEDALUS_QUEUE_CAPTURE && ctx->drain_at_streamon) {
+		ctx->drain_at_streamon = false;
 		if (vb2_is_streaming(&ctx->fh.m2m_ctx->out_q_ctx.q))
 			daedalus_session_drain(ctx);
 	}
@@ -648,10 +659,10 @@ static void daedalus_stop_streaming(struct vb2_queue *q)
 	 * CAPTURE STREAMOFF aborts the drain, as dev-decoder.rst says.
 	 */
 	if (queue == DAEDALUS_QUEUE_CAPTURE)
-		ctx->drain_after_change = ctx->fh.m2m_ctx->is_draining &&
-					  ctx->change_end_sent;
+		ctx->drain_at_streamon = ctx->fh.m2m_ctx->is_draining &&
+					 ctx->change_end_sent;
 	else
-		ctx->drain_after_change = false;
+		ctx->drain_at_streamon = false;
 
 	daedalus_session_stop(ctx, queue);
 

@@ -858,11 +858,15 @@ fn output_cases(r: &mut Report, d: &mut FakeDaemon, c: &mut Client) -> Result<Se
         d.send(&bitstream_done(session, 0, out_epoch, 0)),
         Ok(MSG_SIZE),
     );
-    let b = c.dqbuf(OUT_Q, WAIT);
+    // the driver's last OUTPUT buffer waits for CAPTURE to stream (an empty
+    // OUTPUT queue without CAPTURE streaming makes poll() report EPOLLERR)
+    let b = c
+        .dqbuf(OUT_Q, Duration::from_millis(200))
+        .map(|b| (b.index(), b.has_error()));
     r.check(
-        "client gets OUTPUT 0 back",
-        matches!(&b, Ok(b) if b.index() == 0 && !b.has_error()),
-        format!("{:?}", b.map(|b| (b.index(), b.has_error()))),
+        "OUTPUT 0 parked while CAPTURE is not streaming",
+        b == Err(Errno::EAGAIN),
+        format!("{b:?}"),
     );
     r.expect_err(
         "BITSTREAM_DONE twice",
@@ -892,12 +896,16 @@ fn output_cases(r: &mut Report, d: &mut FakeDaemon, c: &mut Client) -> Result<Se
         )),
         Ok(MSG_SIZE),
     );
+    // 1 was done while 2 was still the daemon's: 0 then 1 go back, 2 is parked
+    let b0 = c.dqbuf(OUT_Q, WAIT).map(|b| (b.index(), b.has_error()));
     let b1 = c.dqbuf(OUT_Q, WAIT).map(|b| (b.index(), b.has_error()));
-    let b2 = c.dqbuf(OUT_Q, WAIT).map(|b| (b.index(), b.has_error()));
+    let b2 = c
+        .dqbuf(OUT_Q, Duration::from_millis(200))
+        .map(|b| (b.index(), b.has_error()));
     r.check(
-        "client gets OUTPUT 1 fine and 2 with ERROR",
-        b1 == Ok((1, false)) && b2 == Ok((2, true)),
-        format!("{b1:?} {b2:?}"),
+        "client gets OUTPUT 0 and 1 back in order, 2 parked",
+        b0 == Ok((0, false)) && b1 == Ok((1, false)) && b2 == Err(Errno::EAGAIN),
+        format!("{b0:?} {b1:?} {b2:?}"),
     );
 
     // seek: the daemon's answer about a taken-back buffer is a stale race
@@ -941,10 +949,38 @@ fn capture_cases(
     mut s: SessionView,
 ) -> Result<SessionView> {
     let session = s.session;
+    // STREAMOFF(OUTPUT) took the parked OUTPUT 2 back (vb2 warns if a
+    // buffer stays active); now one parks until CAPTURE streams
+    c.qbuf_out(0, 32, 5).map_err(v4l2_err("QBUF(OUTPUT 0)"))?;
+    wait_bitstream(d, session, 0).context("no BITSTREAM for OUTPUT 0 after the seek")?;
+    r.expect(
+        "BITSTREAM_DONE with ERROR before CAPTURE streams",
+        d.send(&bitstream_done(
+            session,
+            0,
+            s.out_epoch,
+            uapi::DAEDALUS_BITSTREAM_F_ERROR,
+        )),
+        Ok(MSG_SIZE),
+    );
     c.setup_capture(2)?;
     c.qbuf_cap(0).map_err(v4l2_err("QBUF(CAPTURE 0)"))?;
     c.qbuf_cap(1).map_err(v4l2_err("QBUF(CAPTURE 1)"))?;
+    let b = c
+        .dqbuf(OUT_Q, Duration::from_millis(200))
+        .map(|b| (b.index(), b.has_error()));
+    r.check(
+        "OUTPUT 0 parked until STREAMON(CAPTURE)",
+        b == Err(Errno::EAGAIN),
+        format!("{b:?}"),
+    );
     c.streamon(CAP_Q).map_err(v4l2_err("STREAMON(CAPTURE)"))?;
+    let b = c.dqbuf(OUT_Q, WAIT).map(|b| (b.index(), b.has_error()));
+    r.check(
+        "client gets the parked OUTPUT 0 with ERROR at STREAMON(CAPTURE)",
+        b == Ok((0, true)),
+        format!("{b:?}"),
+    );
     let (cap_epoch, cap_gen, cap_len) =
         wait_capture(d, session, 0).context("no CAPTURE for CAPTURE 0")?;
     wait_capture(d, session, 1).context("no CAPTURE for CAPTURE 1")?;
@@ -1193,15 +1229,15 @@ fn error_cases(r: &mut Report, d: &mut FakeDaemon, c: &Client, s: SessionView) {
     r.expect_err("GET_BUF_FD for a closed session", g, Errno::ESTALE);
 }
 
-/// A fresh session with OUTPUT 0 handed to the daemon.
-fn busy_session(args: &Args, d: &mut FakeDaemon) -> Result<(Client, u32)> {
+/// A fresh session with OUTPUT 0 handed to the daemon; and its OUTPUT epoch.
+fn busy_session(args: &Args, d: &mut FakeDaemon) -> Result<(Client, u32, u32)> {
     let mut c = Client::open(args)?;
     c.setup_output(2)?;
     c.qbuf_out(0, 16, 1).map_err(v4l2_err("QBUF(OUTPUT 0)"))?;
     c.streamon(OUT_Q).map_err(v4l2_err("STREAMON(OUTPUT)"))?;
     let session = wait_open(d).context("no SESSION_OPEN")?;
-    wait_bitstream(d, session, 0).context("no BITSTREAM")?;
-    Ok((c, session))
+    let (epoch, ..) = wait_bitstream(d, session, 0).context("no BITSTREAM")?;
+    Ok((c, session, epoch))
 }
 
 fn stall_case(r: &mut Report, args: &Args, d: &mut FakeDaemon) -> Result<()> {
@@ -1209,7 +1245,7 @@ fn stall_case(r: &mut Report, args: &Args, d: &mut FakeDaemon) -> Result<()> {
         .with_context(|| format!("reading {TIMEOUT_PARAM}"))?;
     std::fs::write(TIMEOUT_PARAM, "300").with_context(|| format!("writing {TIMEOUT_PARAM}"))?;
     let outcome = (|| -> Result<()> {
-        let (c, session) = busy_session(args, d)?;
+        let (c, session, _) = busy_session(args, d)?;
         let start = Instant::now();
         // no FORMAT yet and bitstream held: the daemon is the one stuck
         let closed = d.take(Duration::from_secs(3), |m| {
@@ -1235,7 +1271,14 @@ fn stall_case(r: &mut Report, args: &Args, d: &mut FakeDaemon) -> Result<()> {
 }
 
 fn death_case(r: &mut Report, args: &Args, mut d: FakeDaemon) -> Result<()> {
-    let (old_client, _) = busy_session(args, &mut d)?;
+    let (old_client, _, _) = busy_session(args, &mut d)?;
+    // done with by the daemon, parked in the kernel (CAPTURE not streaming)
+    let (parked_client, parked, epoch) = busy_session(args, &mut d)?;
+    r.expect(
+        "BITSTREAM_DONE parks the only OUTPUT buffer",
+        d.send(&bitstream_done(parked, 0, epoch, 0)),
+        Ok(MSG_SIZE),
+    );
     drop(d);
     let b = old_client
         .dqbuf(OUT_Q, WAIT)
@@ -1245,6 +1288,15 @@ fn death_case(r: &mut Report, args: &Args, mut d: FakeDaemon) -> Result<()> {
         b == Ok((0, true)) || b == Err(Errno::EIO),
         format!("{b:?}"),
     );
+    let b = parked_client
+        .dqbuf(OUT_Q, WAIT)
+        .map(|b| (b.index(), b.has_error()));
+    r.check(
+        "daemon gone: the parked OUTPUT completes with ERROR (or EIO)",
+        b == Ok((0, true)) || b == Err(Errno::EIO),
+        format!("{b:?}"),
+    );
+    drop(parked_client);
     let q = old_client.qbuf_out(1, 16, 2);
     r.check(
         "daemon gone: QBUF gets EIO",
@@ -1270,7 +1322,7 @@ fn death_case(r: &mut Report, args: &Args, mut d: FakeDaemon) -> Result<()> {
     r.check(
         "new daemon serves a new session",
         fresh.is_ok(),
-        format!("{:?}", fresh.as_ref().map(|(_, s)| *s)),
+        format!("{:?}", fresh.as_ref().map(|(_, s, _)| *s)),
     );
     Ok(())
 }
