@@ -105,6 +105,13 @@ impl ByteStream {
         self.ready.front()
     }
 
+    /// The `n`-th newest ready unit (1: the newest); with the count a
+    /// [`ByteStream::push`] returned, the first unit that buffer completed.
+    pub fn nth_newest(&self, n: usize) -> Option<&Unit> {
+        let i = self.ready.len().checked_sub(n)?;
+        self.ready.get(i)
+    }
+
     pub fn pop(&mut self) -> Option<Unit> {
         self.ready.pop_front()
     }

@@ -825,8 +825,16 @@ impl Session {
         let n = b.bytesused as usize;
         let probed = mapping.with_cpu_access(|m| {
             let bytes = &m.bytes()[..n];
-            stream.push(bytes, b.timestamp_ns);
-            probe.and_then(|p| p.probe(bytes))
+            let completed = stream.push(bytes, b.timestamp_ns);
+            // A buffer of several access units (v4l2-ctl puts a whole file
+            // in one): the first has the headers; the probe decoding all the
+            // others too would hold back the main decoder (and the source
+            // change) by as many pictures.
+            let first = match completed {
+                0 | 1 => bytes,
+                n => stream.nth_newest(n).map_or(bytes, |u| &u.data[..]),
+            };
+            probe.and_then(|p| p.probe(first))
         });
         self.announce_probed(probed);
         true
