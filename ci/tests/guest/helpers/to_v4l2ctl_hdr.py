@@ -2,9 +2,10 @@
 """Rewrites an IVF (VP8/VP9/AV1) or Annex-B (H.264/HEVC) stream as the
 framed file v4l2-ctl and v4l2-compliance read with --stream-from-hdr: one
 access unit per OUTPUT buffer, each prefixed by the big-endian id 'Vhdr' and
-its size. Their plain --stream-from cuts the file into buffer-sized chunks,
-which a decoder fed by whole access units (the V4L2 stateful decoder spec's
-"complete chunks") cannot be expected to handle.
+its size. Their plain --stream-from cuts the file into buffer-sized chunks:
+fine for H.264/HEVC/MPEG-2 (the decoder takes any chunking, see
+test_46_bytestream.py), not for VP8/VP9/AV1, whose frames have no start
+codes and must come one per buffer.
     to_v4l2ctl_hdr.py IN OUT [h264|hevc]"""
 
 import struct
