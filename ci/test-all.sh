@@ -54,8 +54,11 @@ fi
 if [ "$debug" = 1 ]; then
 	# the debug kernel is slow under TCG: the module, one decode per codec,
 	# the fault tester and the unload, with KASAN, lockdep and kmemleak on.
-	# A failed kernel or module build leaves no report, which the summary
-	# counts as a failure.
+	# Not plain v4l2-ctl --stream-from: after its STOP v4l2-ctl gives up when
+	# 0.5 s pass without an event, which the debug kernel under TCG exceeds
+	# (H.264 320x240: 3 of 3 runs, twice; its kernel paths are covered by the
+	# fault tester). A failed kernel or module build leaves no report, which
+	# the summary counts as a failure.
 	reports+=(out/junit-debug.xml)
 	t0=$SECONDS
 	phase "waiting for the debug kernel build (tail -f out/prepare/debug-kernel.log)"
@@ -74,7 +77,7 @@ if [ "$debug" = 1 ]; then
 			# "debug" for a test path and never load the conftest that
 			# defines the option
 			"${pytest[@]}" --junitxml=out/junit-debug.xml --kernel-variant=debug \
-				-k "test_load or test_unload_load or 320x240 and bit_exact or chan_fault or stop_and_unload" \
+				-k "test_load or test_unload_load or 320x240 and bit_exact and not plain_stream_from or chan_fault or stop_and_unload" \
 				ci/tests/guest
 		else
 			echo "test-all: module build for the debug kernel failed"
