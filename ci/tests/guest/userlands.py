@@ -46,6 +46,9 @@ def enter(target, userland: Userland) -> Userland:
         res = target.run(f"sh {HELPERS}/bookworm-mount.sh {root} {BOOKWORM_MOUNT} {binds} 2>&1 && "
                          "mkdir -p /tmp/bookworm-home", timeout=120)
         assert res.rc == 0, f"cannot set up the bookworm root in the guest:\n{res.stdout[-2000:]}"
-    version = target.run(userland.cmd("gst-launch-1.0 --version 2>&1")).stdout
+    # the first GStreamer command of a boot scans every plugin into the
+    # registry (HOME is on tmpfs): 98 s on the debug kernel in a warm run,
+    # over 120 s in a cold one on a loaded host, so not the default timeout
+    version = target.run(userland.cmd("gst-launch-1.0 --version 2>&1"), timeout=900).stdout
     assert f"GStreamer {userland.gstreamer}" in version, f"{userland.name}: expected GStreamer {userland.gstreamer}x:\n{version}"
     return userland
