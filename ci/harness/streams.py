@@ -52,6 +52,7 @@ SPECS = [
     Spec("h264-reschange", "h264", 320, 240, 10, width2=640, height2=480),
     Spec("hevc-320x240", "hevc", 320, 240, 30),
     Spec("hevc-1920x1080", "hevc", 1920, 1080, 6),
+    Spec("vp8-320x240", "vp8", 320, 240, 30),
     Spec("vp9-320x240", "vp9", 320, 240, 30),
     Spec("vp9-854x480", "vp9", 854, 480, 10),
     # zero-copy on both arches: FFmpeg's line size at 640 is 640 with x86-64's
@@ -68,7 +69,7 @@ SPECS = [
     Spec("vp9-seek", "vp9", 320, 240, 60, gop=15),
 ]
 
-EXT = {"h264": "h264", "hevc": "hevc", "vp9": "ivf", "av1": "ivf"}
+EXT = {"h264": "h264", "hevc": "hevc", "vp8": "ivf", "vp9": "ivf", "av1": "ivf"}
 # FFmpeg's V4L2 stateful decoders for the real-client tests (no AV1 wrapper in 7.1).
 V4L2M2M = {"h264": "h264_v4l2m2m", "hevc": "hevc_v4l2m2m", "vp9": "vp9_v4l2m2m"}
 
@@ -87,6 +88,9 @@ def _encoder_args(spec: Spec) -> list[str]:
     if spec.codec == "hevc":
         return ["-c:v", "libx265", "-preset", "veryfast", "-pix_fmt", pix,
                 "-x265-params", f"bframes=3:b-adapt=0:keyint={gop}:log-level=error"]
+    if spec.codec == "vp8":
+        return ["-c:v", "libvpx", "-deadline", "good", "-cpu-used", "8", "-b:v", "800k",
+                "-g", gop, *keys, "-pix_fmt", pix]
     if spec.codec == "vp9":
         args = ["-c:v", "libvpx-vp9", "-deadline", "good", "-cpu-used", "8", "-b:v", "800k",
                 "-g", gop, *keys, "-pix_fmt", pix]
@@ -101,7 +105,7 @@ def _encoder_args(spec: Spec) -> list[str]:
 
 # the elementary-stream formats daedalus-decode and FFmpeg's wrappers read
 ES_FORMAT = {"h264": ["-bsf:v", "h264_mp4toannexb", "-f", "h264"], "hevc": ["-f", "hevc"],
-             "vp9": ["-f", "ivf"], "av1": ["-f", "ivf"]}
+             "vp8": ["-f", "ivf"], "vp9": ["-f", "ivf"], "av1": ["-f", "ivf"]}
 
 
 def _ffmpeg(*args: str) -> None:

@@ -27,7 +27,8 @@ GST_STREAMS = ["h264-320x240", "h264-854x480", "h264-1366x768", "h264-1920x1080"
 # picks the file for the current format. The module's default is H.264 when
 # the daemon offers it, else the first format the daemon announces: a daemon
 # configured for one codec makes v4l2-compliance stream that one.
-COMPLIANCE_STREAMS = {"H264": "h264-320x240", "HEVC": "hevc-320x240", "VP90": "vp9-320x240"}
+COMPLIANCE_STREAMS = {"H264": "h264-320x240", "HEVC": "hevc-320x240", "VP80": "vp8-320x240",
+                      "VP90": "vp9-320x240"}
 
 
 @pytest.fixture(scope="session", params=[userlands.TRIXIE, userlands.BOOKWORM], ids=lambda u: u.name)
