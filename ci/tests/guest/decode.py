@@ -15,6 +15,14 @@ def daedalus_decode(stack: Stack, device: str, stream: dict, out: str | None = N
     return f"{stack.bin('daedalus-decode')} {args} {extra} {stream['path']}"
 
 
+def yuv420p_reference(target, stream: dict, ref: str) -> None:
+    """Writes the ffmpeg CLI's planar YUV420 decode of `stream` to `ref` in the guest
+    (the cached references are NV12/P010; YU12 clients compare with this)."""
+    made = target.run(f"ffmpeg -nostdin -loglevel error -i {stream['path']} -fps_mode passthrough "
+                      f"-pix_fmt yuv420p -f rawvideo -y {ref}", timeout=600)
+    assert made.rc == 0, made.stdout
+
+
 def ffmpeg_v4l2m2m(stream: dict, out: str) -> str:
     # -noautoscale: frames keep their decoded size across a resolution change
     # (FFmpeg would otherwise scale them to the first size).
@@ -29,4 +37,4 @@ def ffmpeg_fps(output: str, frames: int) -> float | None:
     return frames / float(m.group(1)) if m and float(m.group(1)) > 0 else None
 
 
-__all__ = ["daedalus_decode", "ffmpeg_v4l2m2m", "ffmpeg_fps", "parse_fps"]
+__all__ = ["daedalus_decode", "ffmpeg_v4l2m2m", "ffmpeg_fps", "parse_fps", "yuv420p_reference"]

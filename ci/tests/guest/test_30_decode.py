@@ -10,7 +10,7 @@ import pytest
 from ci.harness import report
 from ci.harness.streams import SPECS
 
-from .decode import daedalus_decode, parse_fps
+from .decode import daedalus_decode, parse_fps, yuv420p_reference
 
 
 @pytest.mark.parametrize("name", [s.name for s in SPECS])
@@ -34,9 +34,7 @@ def test_decode_bit_exact(target, stack, running, manifest, name):
 def test_decode_yuv420_zero_copy(target, stack, running, manifest, name, zero_copy):
     stream = manifest[name]
     ref = f"/tmp/zero-copy-{name}.yuv420p"
-    made = target.run(f"ffmpeg -nostdin -loglevel error -i {stream['path']} -fps_mode passthrough "
-                      f"-pix_fmt yuv420p -f rawvideo -y {ref}", timeout=600)
-    assert made.rc == 0, made.stdout
+    yuv420p_reference(target, stream, ref)
     log_lines = int(target.run(f"wc -l < {stack.daemon_log}").stdout.strip() or 0)
     cmd = daedalus_decode(stack, running.video, dict(stream, ref=ref),
                           extra="--format yuv420 --extra-capture-buffers 12")
@@ -60,4 +58,5 @@ def test_decode_yuv420_zero_copy(target, stack, running, manifest, name, zero_co
         assert zc > 0 and copied == (frames - zc) * frame_bytes, summaries[-1]
     elif zero_copy == "never":
         assert zc == 0, summaries[-1]
-    report.figure(f"zero-copy YUV420 {name} ({arch})", f"{zc}/{frames} frames zero-copy, {copied // max(frames, 1)} bytes copied per frame")
+    report.figure(f"zero-copy YUV420 {name} ({arch})",
+                  f"{zc}/{frames} frames zero-copy, {copied // max(frames, 1)} bytes copied per frame")

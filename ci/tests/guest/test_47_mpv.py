@@ -11,6 +11,8 @@ import pytest
 
 from ci.harness import report
 
+from .decode import yuv420p_reference
+
 STREAMS = ["h264-320x240", "hevc-320x240", "vp9-320x240",
            "h264-854x480", "vp9-854x480", "h264-1920x1080"]
 
@@ -21,9 +23,7 @@ def test_mpv_hwdec_v4l2m2m_bit_exact(target, running, manifest, name):
     ref = f"/tmp/mpv-{name}.ref.yuv"
     out = f"/tmp/mpv-{name}.yuv"
     # the wrapper asks the driver for YU12, which mpv's raw output keeps
-    made = target.run(f"ffmpeg -nostdin -loglevel error -i {stream['path']} -fps_mode passthrough "
-                      f"-pix_fmt yuv420p -f rawvideo -y {ref}", timeout=600)
-    assert made.rc == 0, made.stdout
+    yuv420p_reference(target, stream, ref)
     res = target.run(f"mpv --no-config --msg-level=all=v --hwdec=v4l2m2m-copy --no-audio "
                      f"--o={out} --of=rawvideo --ovc=rawvideo {stream['path']} 2>&1", timeout=900)
     assert res.rc == 0, res.stdout[-3000:]
