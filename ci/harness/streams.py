@@ -1,7 +1,8 @@
 """Test streams and their reference decodes, generated on first use with the
 host's ffmpeg CLI and cached under ~/.cache/daedalus-v4l2/streams/<key>/.
 
-Containers: H.264/HEVC as Annex B elementary streams, VP9/AV1 in IVF (what
+Containers: H.264/HEVC as Annex B elementary streams, MPEG-2 as a video
+elementary stream (.m2v), VP8/VP9/AV1 in IVF (what
 daedalus-decode and FFmpeg's *_v4l2m2m both read). The seek streams have a
 keyframe every `gop` frames and also come in Matroska (`mkv` in the manifest,
 with `keyframes` and `rate`): a player seeks by the container's index and
@@ -28,7 +29,7 @@ SOURCE = "testsrc2=size={w}x{h}:rate={rate}"
 @dataclass(frozen=True)
 class Spec:
     name: str
-    codec: str  # h264 | hevc | vp9 | av1
+    codec: str  # h264 | hevc | mpeg2 | vp8 | vp9 | av1
     width: int
     height: int
     frames: int
@@ -52,6 +53,7 @@ SPECS = [
     Spec("h264-reschange", "h264", 320, 240, 10, width2=640, height2=480),
     Spec("hevc-320x240", "hevc", 320, 240, 30),
     Spec("hevc-1920x1080", "hevc", 1920, 1080, 6),
+    Spec("mpeg2-320x240", "mpeg2", 320, 240, 30),
     Spec("vp8-320x240", "vp8", 320, 240, 30),
     Spec("vp9-320x240", "vp9", 320, 240, 30),
     Spec("vp9-854x480", "vp9", 854, 480, 10),
@@ -69,9 +71,9 @@ SPECS = [
     Spec("vp9-seek", "vp9", 320, 240, 60, gop=15),
 ]
 
-EXT = {"h264": "h264", "hevc": "hevc", "vp8": "ivf", "vp9": "ivf", "av1": "ivf"}
+EXT = {"h264": "h264", "hevc": "hevc", "mpeg2": "m2v", "vp8": "ivf", "vp9": "ivf", "av1": "ivf"}
 # FFmpeg's V4L2 stateful decoders for the real-client tests (no AV1 wrapper in 7.1).
-V4L2M2M = {"h264": "h264_v4l2m2m", "hevc": "hevc_v4l2m2m", "vp9": "vp9_v4l2m2m"}
+V4L2M2M = {"h264": "h264_v4l2m2m", "hevc": "hevc_v4l2m2m", "mpeg2": "mpeg2_v4l2m2m", "vp9": "vp9_v4l2m2m"}
 
 
 def _encoder_args(spec: Spec) -> list[str]:
@@ -88,6 +90,9 @@ def _encoder_args(spec: Spec) -> list[str]:
     if spec.codec == "hevc":
         return ["-c:v", "libx265", "-preset", "veryfast", "-pix_fmt", pix,
                 "-x265-params", f"bframes=3:b-adapt=0:keyint={gop}:log-level=error"]
+    if spec.codec == "mpeg2":
+        # two B-frames between references, as broadcast MPEG-2 has
+        return ["-c:v", "mpeg2video", "-bf", "2", "-b:v", "1M", "-g", gop, *keys, "-pix_fmt", pix]
     if spec.codec == "vp8":
         return ["-c:v", "libvpx", "-deadline", "good", "-cpu-used", "8", "-b:v", "800k",
                 "-g", gop, *keys, "-pix_fmt", pix]
@@ -105,6 +110,7 @@ def _encoder_args(spec: Spec) -> list[str]:
 
 # the elementary-stream formats daedalus-decode and FFmpeg's wrappers read
 ES_FORMAT = {"h264": ["-bsf:v", "h264_mp4toannexb", "-f", "h264"], "hevc": ["-f", "hevc"],
+             "mpeg2": ["-f", "mpeg2video"],
              "vp8": ["-f", "ivf"], "vp9": ["-f", "ivf"], "av1": ["-f", "ivf"]}
 
 

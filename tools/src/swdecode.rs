@@ -56,6 +56,7 @@ pub fn decode_with(
         Codec::Hevc => (ffmpeg::codec::Id::HEVC, None),
         Codec::Vp8 => (ffmpeg::codec::Id::VP8, None),
         Codec::Vp9 => (ffmpeg::codec::Id::VP9, None),
+        Codec::Mpeg2 => (ffmpeg::codec::Id::MPEG2VIDEO, None),
         // The daemon decodes AV1 with libdav1d.
         Codec::Av1 => (ffmpeg::codec::Id::AV1, Some("libdav1d")),
         Codec::Fwht => return Err(SwDecodeError::NoDecoder(stream.codec)),

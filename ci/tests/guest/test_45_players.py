@@ -18,17 +18,17 @@ from . import userlands
 
 HELPERS = Path(__file__).parent / "helpers"
 # GStreamer 1.26 wraps these stateful V4L2 decoders (no AV1 wrapper in v4l2 plugin)
-GST_ELEMENTS = {"h264": "h264dec", "hevc": "h265dec", "vp9": "vp9dec"}
+GST_ELEMENTS = {"h264": "h264dec", "hevc": "h265dec", "mpeg2": "mpeg2dec", "vp9": "vp9dec"}
 GST_STREAMS = ["h264-320x240", "h264-854x480", "h264-1366x768", "h264-1920x1080",
-               "hevc-320x240", "vp9-320x240", "vp9-854x480"]
+               "hevc-320x240", "mpeg2-320x240", "vp9-320x240", "vp9-854x480"]
 # v4l2-compliance streams the node's default coded format and has no option
 # to pick another: it reopens the node before each streaming test, -f is "not
 # supported for decoder devices", and --stream-from's <pixelformat>= only
 # picks the file for the current format. The module's default is H.264 when
 # the daemon offers it, else the first format the daemon announces: a daemon
 # configured for one codec makes v4l2-compliance stream that one.
-COMPLIANCE_STREAMS = {"H264": "h264-320x240", "HEVC": "hevc-320x240", "VP80": "vp8-320x240",
-                      "VP90": "vp9-320x240"}
+COMPLIANCE_STREAMS = {"H264": "h264-320x240", "HEVC": "hevc-320x240", "MPG2": "mpeg2-320x240",
+                      "VP80": "vp8-320x240", "VP90": "vp9-320x240"}
 
 
 @pytest.fixture(scope="session", params=[userlands.TRIXIE, userlands.BOOKWORM], ids=lambda u: u.name)

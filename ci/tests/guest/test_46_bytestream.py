@@ -3,7 +3,7 @@ streams (daemon/src/bytestream.rs; chunkings of 1 byte, 7 bytes and a whole
 file are checked bit-exact on the host) and tells the kernel, which then
 advertises V4L2_FMT_FLAG_CONTINUOUS_BYTESTREAM for those formats.
 
-Plain `v4l2-ctl --stream-from` of an Annex-B file decodes bit-exactly.
+Plain `v4l2-ctl --stream-from` of an Annex-B or MPEG-2 file decodes bit-exactly.
 v4l2-ctl 1.30.1 reads the whole file into its first OUTPUT buffer
 (sizeimage is at least 2 MiB) and sends V4L2_DEC_CMD_STOP before CAPTURE
 streams; the kernel keeps that STOP and starts the drain at CAPTURE
@@ -21,7 +21,7 @@ import pytest
 
 from ci.harness import report
 
-FOURCC = {"h264": "H264", "hevc": "HEVC"}
+FOURCC = {"h264": "H264", "hevc": "HEVC", "mpeg2": "MPG2"}
 
 
 def test_continuous_bytestream_is_advertised(target, running):
@@ -29,6 +29,7 @@ def test_continuous_bytestream_is_advertised(target, running):
     flags = {m.group(1): m.group(2) for m in re.finditer(r"'(\w+)' \(([^)]*)\)", res.stdout)}
     assert "continuous-bytestream" in flags.get("H264", ""), res.stdout
     assert "continuous-bytestream" in flags.get("HEVC", ""), res.stdout
+    assert "continuous-bytestream" in flags.get("MPG2", ""), res.stdout
     # frames without start codes: one frame per buffer stays the rule
     assert "continuous-bytestream" not in flags.get("VP90", ""), res.stdout
 
@@ -42,7 +43,7 @@ def test_continuous_bytestream_is_advertised(target, running):
 ATTEMPTS = 3
 
 
-@pytest.mark.parametrize("name", ["h264-320x240", "hevc-320x240", "h264-1920x1080"])
+@pytest.mark.parametrize("name", ["h264-320x240", "hevc-320x240", "mpeg2-320x240", "h264-1920x1080"])
 def test_v4l2ctl_plain_stream_from_bit_exact(target, running, manifest, name):
     stream = manifest[name]
     src = f"/tmp/plain-{name}.{stream['codec']}"

@@ -27,7 +27,7 @@ use daedalus_tools::stream::{self, Codec};
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Input bitstream (.ivf, .h264, .hevc, .fwht).
+    /// Input bitstream (.ivf, .h264, .hevc, .m2v, .fwht).
     input: PathBuf,
     #[arg(short, long, value_name = "DEV")]
     device: Option<PathBuf>,

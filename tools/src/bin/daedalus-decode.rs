@@ -29,12 +29,12 @@ enum DmabufSourceArg {
     Udmabuf,
 }
 
-/// Decode a VP8/VP9/AV1 IVF, H.264/HEVC Annex-B or raw FWHT file through a
+/// Decode a VP8/VP9/AV1 IVF, H.264/HEVC Annex-B, MPEG-2 (.m2v) or raw FWHT file through a
 /// V4L2 stateful decoder.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
-    /// Input bitstream (.ivf, .h264/.264, .hevc/.h265, .fwht).
+    /// Input bitstream (.ivf, .h264/.264, .hevc/.h265, .m2v, .fwht).
     #[arg(required_unless_present = "list")]
     input: Option<PathBuf>,
     /// List the V4L2 video nodes (media controller first), what they are and

@@ -7,6 +7,7 @@
 pub mod annexb;
 pub mod fwht;
 pub mod ivf;
+pub mod mpeg2;
 
 use std::ops::Range;
 use std::path::Path;
@@ -22,6 +23,8 @@ pub enum Codec {
     Vp8,
     Vp9,
     Av1,
+    /// MPEG-2 video elementary stream (`.m2v`).
+    Mpeg2,
     /// vicodec's Fast Walsh Hadamard Transform format (kernel test driver).
     Fwht,
 }
@@ -35,6 +38,7 @@ impl Codec {
             Codec::Vp8 => *b"VP80",
             Codec::Vp9 => *b"VP90",
             Codec::Av1 => *b"AV01",
+            Codec::Mpeg2 => *b"MPG2",
             Codec::Fwht => *b"FWHT",
         }
     }
@@ -46,6 +50,7 @@ impl Codec {
             Codec::Vp8 => "vp8",
             Codec::Vp9 => "vp9",
             Codec::Av1 => "av1",
+            Codec::Mpeg2 => "mpeg2",
             Codec::Fwht => "fwht",
         }
     }
@@ -57,6 +62,7 @@ impl Codec {
             "vp8" => Some(Codec::Vp8),
             "vp9" => Some(Codec::Vp9),
             "av1" => Some(Codec::Av1),
+            "mpeg2" | "mpeg2video" => Some(Codec::Mpeg2),
             "fwht" => Some(Codec::Fwht),
             _ => None,
         }
@@ -137,6 +143,8 @@ pub fn sniff(data: &[u8]) -> &'static str {
         "an MP4/ISOBMFF file (demux it to an elementary stream first)"
     } else if data.starts_with(&[0x1a, 0x45, 0xdf, 0xa3]) {
         "a Matroska/WebM file (demux it to IVF or an elementary stream first)"
+    } else if mpeg2::looks_like_mpeg2(data) {
+        "an MPEG-2 video elementary stream"
     } else if let Some(kind) = annexb::sniff_codec(data) {
         kind
     } else {
@@ -151,6 +159,7 @@ pub fn codec_from_extension(path: &Path) -> Option<Codec> {
         "h264" | "264" | "avc" => Some(Codec::H264),
         "hevc" | "h265" | "265" => Some(Codec::Hevc),
         "fwht" => Some(Codec::Fwht),
+        "m2v" | "mpeg2" => Some(Codec::Mpeg2),
         // IVF carries its codec in the header.
         _ => None,
     }
@@ -195,6 +204,7 @@ pub fn parse(what: &str, data: Vec<u8>, codec: Option<Codec>) -> Result<Stream, 
             stream
         }
         Some(c @ (Codec::H264 | Codec::Hevc)) => annexb::parse(what, data, c)?,
+        Some(Codec::Mpeg2) => mpeg2::parse(what, data)?,
         Some(Codec::Fwht) => fwht::parse(what, data)?,
     };
     if stream.units.is_empty() {

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Rewrites an IVF (VP8/VP9/AV1) or Annex-B (H.264/HEVC) stream as the
+"""Rewrites an IVF (VP8/VP9/AV1), Annex-B (H.264/HEVC) or MPEG-2 video stream as the
 framed file v4l2-ctl and v4l2-compliance read with --stream-from-hdr: one
 access unit per OUTPUT buffer, each prefixed by the big-endian id 'Vhdr' and
 its size. Their plain --stream-from cuts the file into buffer-sized chunks:
 fine for H.264/HEVC/MPEG-2 (the decoder takes any chunking, see
 test_46_bytestream.py), not for VP8/VP9/AV1, whose frames have no start
 codes and must come one per buffer.
-    to_v4l2ctl_hdr.py IN OUT [h264|hevc]"""
+    to_v4l2ctl_hdr.py IN OUT [h264|hevc|mpeg2]"""
 
 import struct
 import sys
@@ -64,13 +64,30 @@ def annexb_access_units(data: bytes, codec: str):
         yield bytes(au)
 
 
+def mpeg2_pictures(data: bytes):
+    """One picture per unit, with the sequence/GOP/picture headers before it."""
+    start, has_slice, i = 0, False, data.find(b"\x00\x00\x01")
+    while 0 <= i < len(data) - 3:
+        code = data[i + 3]
+        if has_slice and code in (0x00, 0xB3, 0xB8):
+            yield data[start:i]
+            start, has_slice = i, False
+        has_slice |= 0x01 <= code <= 0xAF
+        i = data.find(b"\x00\x00\x01", i + 4)
+    if start < len(data):
+        yield data[start:]
+
+
 def main() -> int:
     src, dst = sys.argv[1], sys.argv[2]
     data = open(src, "rb").read()
+    codec = sys.argv[3] if len(sys.argv) > 3 else "h264"
     if data[:4] == b"DKIF":
         units = list(ivf_frames(data))
+    elif codec == "mpeg2":
+        units = list(mpeg2_pictures(data))
     else:
-        units = list(annexb_access_units(data, sys.argv[3] if len(sys.argv) > 3 else "h264"))
+        units = list(annexb_access_units(data, codec))
     with open(dst, "wb") as out:
         for u in units:
             out.write(struct.pack(">II", HDR_ID, len(u)) + u)
