@@ -16,6 +16,8 @@ aarch64="${DAEDALUS_AARCH64:-1}"
 
 # each part's wall time, for the 90-minute CI budget (README)
 phase() { echo "test-all: [$(date -u +%H:%M:%S), +$((SECONDS / 60)) min] $*"; }
+# a fresh clone starts from the last run's Rust builds (CI keeps ~/.cache)
+ci/cargo-target-cache.sh restore
 phase "set-up (ci/prepare.sh)"
 if ! ci/prepare.sh --tests release; then
 	echo "test-all: set-up failed (see above)"
@@ -87,5 +89,7 @@ if [ "$debug" = 1 ]; then
 		tail -n 30 out/prepare/debug-kernel.log
 	fi
 fi
+phase "saving the Rust builds (ci/cargo-target-cache.sh)"
+ci/cargo-target-cache.sh save || echo "test-all: target/ not saved (the next fresh clone builds it again)"
 phase "done"
 exec python3 -m ci.harness.summary "${reports[@]}"
