@@ -10,6 +10,8 @@ from ci.harness.stack import Stack
 from ci.harness.streams import streams
 from ci.harness.target import Target, env_file, target_option
 
+from .decode import cli_reference
+
 
 def pytest_collection_modifyitems(config, items):
     # what the target's kernel or userspace does not have (its environment
@@ -84,9 +86,7 @@ INEXACT_IDCT = {"mpeg2"}
 
 def _reference_on_target(target, stream: dict) -> str:
     ref = f"/tmp/{stream['name']}.{target.arch}.{stream['ref_pix_fmt']}"
-    made = target.run(f"ffmpeg -nostdin -loglevel error -i {stream['path']} -fps_mode passthrough "
-                      f"-pix_fmt {stream['ref_pix_fmt']} -f rawvideo -y {ref}", timeout=600)
-    assert made.rc == 0, made.stdout
+    cli_reference(target, stream, ref, stream["ref_pix_fmt"])
     return ref
 
 

@@ -15,12 +15,17 @@ def daedalus_decode(stack: Stack, device: str, stream: dict, out: str | None = N
     return f"{stack.bin('daedalus-decode')} {args} {extra} {stream['path']}"
 
 
-def yuv420p_reference(target, stream: dict, ref: str) -> None:
-    """Writes the ffmpeg CLI's planar YUV420 decode of `stream` to `ref` in the guest
-    (the cached references are NV12/P010; YU12 clients compare with this)."""
+def cli_reference(target, stream: dict, ref: str, pix_fmt: str) -> None:
+    """Writes the target's ffmpeg CLI decode of `stream` as raw `pix_fmt` frames to `ref`."""
     made = target.run(f"ffmpeg -nostdin -loglevel error -i {stream['path']} -fps_mode passthrough "
-                      f"-pix_fmt yuv420p -f rawvideo -y {ref}", timeout=600)
+                      f"-pix_fmt {pix_fmt} -f rawvideo -y {ref}", timeout=600)
     assert made.rc == 0, made.stdout
+
+
+def yuv420p_reference(target, stream: dict, ref: str) -> None:
+    """The planar YUV420 reference (the cached ones are NV12/P010; YU12 clients
+    compare with this)."""
+    cli_reference(target, stream, ref, "yuv420p")
 
 
 def ffmpeg_v4l2m2m(stream: dict, out: str) -> str:
