@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * daedalus-v4l2: the daemon channel /dev/daedalus-v4l2 (misc device).
- * Kernel->daemon messages wait in a bounded FIFO for read(); daemon->kernel
- * messages arriving by write() go to daedalus_session.c one by one. The
- * protocol is documented in include/uapi/linux/daedalus_v4l2.h.
+ * Kernel->daemon messages wait in each session's outbox (and SESSION_CLOSE
+ * in one close list) until read() takes them, one session after another;
+ * daemon->kernel messages arriving by write() go to daedalus_session.c one
+ * by one. The protocol is documented in include/uapi/linux/daedalus_v4l2.h.
  */
 
-#include <linux/fdtable.h>
+#include <linux/dma-buf.h>
+#include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/module.h>
 #include <linux/poll.h>
@@ -16,32 +18,244 @@
 
 #include "daedalus.h"
 
+/* An unread SESSION_CLOSE: it outlives the file handle of its session. */
+struct daedalus_close {
+	struct list_head node;
+	u32 session;
+};
+
 static struct daedalus_dev *chan_to_dev(struct daedalus_chan *chan)
 {
 	return container_of(chan, struct daedalus_dev, chan);
 }
 
-/*
- * Queues one message for the daemon connection @conn. -ENODEV when that
- * daemon is gone, -ENOSPC when the FIFO is full (the caller fails the
- * session: the daemon has stopped reading).
- */
-int daedalus_chan_send(struct daedalus_chan *chan, u64 conn,
-		       const struct daedalus_msg *msg)
+static struct daedalus_msg *daedalus_outbox_at(struct daedalus_outbox *ob,
+					       unsigned int i)
 {
+	return &ob->msgs[(ob->head + i) % DAEDALUS_OUTBOX_MSGS];
+}
+
+/* Messages that stand for a state, not a buffer: a newer one replaces. */
+static bool daedalus_msg_is_control(u32 type)
+{
+	return type == DAEDALUS_K2D_SESSION_OPEN ||
+	       type == DAEDALUS_K2D_FLUSH ||
+	       type == DAEDALUS_K2D_CAPTURE_RESET ||
+	       type == DAEDALUS_K2D_DRAIN;
+}
+
+/* Is unread @old superseded by the control message @new? */
+static bool daedalus_superseded(const struct daedalus_msg *old,
+				const struct daedalus_msg *new)
+{
+	if (old->session != new->session || old->type == new->type)
+		return true;
+	/* the take-back already gave those buffers back to the client */
+	if (new->type == DAEDALUS_K2D_FLUSH)
+		return old->type == DAEDALUS_K2D_BITSTREAM;
+	if (new->type == DAEDALUS_K2D_CAPTURE_RESET)
+		return old->type == DAEDALUS_K2D_CAPTURE;
+	return false;
+}
+
+/*
+ * Removes the unread messages @drop accepts (all of them without @new),
+ * keeping the order of the others. Returns whether a SESSION_OPEN went.
+ * Under chan->lock.
+ */
+static bool daedalus_outbox_purge(struct daedalus_chan *chan,
+				  struct daedalus_outbox *ob,
+				  const struct daedalus_msg *new)
+{
+	struct daedalus_msg *m;
+	unsigned int r, w = 0;
+	bool open_dropped = false;
+
+	for (r = 0; r < ob->count; r++) {
+		m = daedalus_outbox_at(ob, r);
+		if (!new || daedalus_superseded(m, new)) {
+			open_dropped |= m->type == DAEDALUS_K2D_SESSION_OPEN;
+			continue;
+		}
+		if (w != r)
+			*daedalus_outbox_at(ob, w) = *m;
+		w++;
+	}
+	ob->count = w;
+	if (!w)
+		list_del_init(&ob->node);
+	return open_dropped;
+}
+
+static void daedalus_outbox_append(struct daedalus_chan *chan,
+				   struct daedalus_outbox *ob,
+				   const struct daedalus_msg *msg)
+{
+	if (!ob->count)
+		list_add_tail(&ob->node, &chan->ready);
+	*daedalus_outbox_at(ob, ob->count) = *msg;
+	ob->count++;
+}
+
+/*
+ * Queues one message of @ctx's session for the daemon. -ENODEV when the
+ * session's daemon is gone; -ENOSPC when a buffer message finds the outbox
+ * full: the buffer waits, the push work sends it once the daemon has read
+ * (back-pressure). Control messages always fit (see daedalus.h).
+ */
+int daedalus_chan_send(struct daedalus_ctx *ctx, const struct daedalus_msg *msg)
+{
+	struct daedalus_chan *chan = &ctx->dev->chan;
+	struct daedalus_outbox *ob = &ctx->outbox;
 	unsigned long flags;
 	int ret = 0;
 
 	spin_lock_irqsave(&chan->lock, flags);
-	if (!chan->connected || chan->conn != conn)
+	if (!chan->connected || chan->conn != ctx->conn) {
 		ret = -ENODEV;
-	else if (!kfifo_put(&chan->fifo, *msg))
+	} else if (daedalus_msg_is_control(msg->type)) {
+		daedalus_outbox_purge(chan, ob, msg);
+		if (WARN_ON_ONCE(ob->count >= DAEDALUS_OUTBOX_MSGS))
+			ret = -ENOSPC;
+		else
+			daedalus_outbox_append(chan, ob, msg);
+	} else if (ob->count >= DAEDALUS_OUTBOX_MSGS - DAEDALUS_OUTBOX_CONTROL) {
+		ob->blocked = true;
 		ret = -ENOSPC;
+	} else {
+		daedalus_outbox_append(chan, ob, msg);
+	}
 	spin_unlock_irqrestore(&chan->lock, flags);
 
 	if (!ret)
 		wake_up_interruptible(&chan->wait);
 	return ret;
+}
+
+/*
+ * @ctx's session ends: its unread messages go, and SESSION_CLOSE is queued
+ * unless the daemon never read the SESSION_OPEN (then it never knew the
+ * session). Called under ctx->lock.
+ */
+void daedalus_chan_close(struct daedalus_ctx *ctx)
+{
+	struct daedalus_chan *chan = &ctx->dev->chan;
+	struct daedalus_close *close;
+	unsigned long flags;
+	bool queued = false;
+
+	close = kmalloc(sizeof(*close), GFP_KERNEL);
+
+	spin_lock_irqsave(&chan->lock, flags);
+	ctx->outbox.blocked = false;
+	if (!daedalus_outbox_purge(chan, &ctx->outbox, NULL) &&
+	    chan->connected && chan->conn == ctx->conn && close) {
+		close->session = ctx->session;
+		list_add_tail(&close->node, &chan->closes);
+		queued = true;
+	}
+	spin_unlock_irqrestore(&chan->lock, flags);
+
+	if (queued)
+		wake_up_interruptible(&chan->wait);
+	else
+		kfree(close);
+}
+
+/* Drops every unread message: the daemon is gone. Under chan->lock. */
+static void daedalus_chan_drop_all(struct daedalus_chan *chan)
+{
+	struct daedalus_outbox *ob, *tmp_ob;
+	struct daedalus_close *close, *tmp;
+
+	list_for_each_entry_safe(ob, tmp_ob, &chan->ready, node) {
+		ob->blocked = false;
+		daedalus_outbox_purge(chan, ob, NULL);
+	}
+	list_for_each_entry_safe(close, tmp, &chan->closes, node) {
+		list_del(&close->node);
+		kfree(close);
+	}
+}
+
+/*
+ * Takes up to @max unread messages into @out: closes first (each answers
+ * an OPEN the daemon read, so they are few and free daemon resources),
+ * then one message per session in turn, so no session's backlog delays
+ * another's. Sessions whose buffers waited for room get their push work.
+ */
+static unsigned int daedalus_chan_take(struct daedalus_chan *chan,
+				       struct daedalus_msg *out,
+				       unsigned int max)
+{
+	struct daedalus_outbox *ob;
+	struct daedalus_close *close;
+	unsigned long flags;
+	unsigned int n = 0;
+
+	spin_lock_irqsave(&chan->lock, flags);
+	while (n < max && !list_empty(&chan->closes)) {
+		close = list_first_entry(&chan->closes, struct daedalus_close,
+					 node);
+		memset(&out[n], 0, sizeof(out[n]));
+		out[n].type = DAEDALUS_K2D_SESSION_CLOSE;
+		out[n].session = close->session;
+		n++;
+		list_del(&close->node);
+		kfree(close);
+	}
+	while (n < max && !list_empty(&chan->ready)) {
+		ob = list_first_entry(&chan->ready, struct daedalus_outbox,
+				      node);
+		out[n++] = ob->msgs[ob->head];
+		ob->head = (ob->head + 1) % DAEDALUS_OUTBOX_MSGS;
+		ob->count--;
+		list_del_init(&ob->node);
+		if (ob->count)
+			list_add_tail(&ob->node, &chan->ready);
+		if (ob->blocked &&
+		    ob->count < DAEDALUS_OUTBOX_MSGS - DAEDALUS_OUTBOX_CONTROL) {
+			ob->blocked = false;
+			schedule_work(&ob->push_work);
+		}
+	}
+	spin_unlock_irqrestore(&chan->lock, flags);
+	return n;
+}
+
+/*
+ * Protocol tracing through dynamic debug: `dyndbg=+p` at load, or
+ * `echo 'module daedalus_v4l2 +p' > /sys/kernel/debug/dynamic_debug/control`.
+ * Type, session and the first 32 bytes of the body of every message.
+ */
+void daedalus_chan_trace(struct daedalus_dev *dev, const char *dir,
+			 const struct daedalus_msg *msg)
+{
+	dev_dbg(&dev->pdev->dev, "%s type %u session %u: %*ph\n", dir,
+		msg->type, msg->session, 32, msg->raw);
+}
+
+static bool daedalus_chan_pending(struct daedalus_chan *chan)
+{
+	unsigned long flags;
+	bool pending;
+
+	spin_lock_irqsave(&chan->lock, flags);
+	pending = !list_empty(&chan->ready) || !list_empty(&chan->closes);
+	spin_unlock_irqrestore(&chan->lock, flags);
+	return pending;
+}
+
+/* Does daemon connection @conn confirm take-backs (RELEASED)? */
+bool daedalus_chan_release_ack(struct daedalus_chan *chan, u64 conn)
+{
+	unsigned long flags;
+	bool ack;
+
+	spin_lock_irqsave(&chan->lock, flags);
+	ack = chan->connected && chan->conn == conn && chan->release_ack;
+	spin_unlock_irqrestore(&chan->lock, flags);
+	return ack;
 }
 
 /* Is a daemon connected? Its connection id goes to @conn. */
@@ -133,7 +347,7 @@ static int daedalus_chan_release(struct inode *inode, struct file *file)
 	chan->connected = false;
 	chan->num_coded_formats = 0;
 	/* no reader is left and no writer gets past !connected */
-	kfifo_reset(&chan->fifo);
+	daedalus_chan_drop_all(chan);
 	spin_unlock_irqrestore(&chan->lock, flags);
 
 	if (was_connected) {
@@ -153,7 +367,7 @@ static ssize_t daedalus_chan_read(struct file *file, char __user *buf,
 				  size_t count, loff_t *ppos)
 {
 	struct daedalus_chan *chan = file->private_data;
-	unsigned int copied;
+	unsigned int i, n, max;
 	int ret;
 
 	if (count % sizeof(struct daedalus_msg))
@@ -162,26 +376,31 @@ static ssize_t daedalus_chan_read(struct file *file, char __user *buf,
 		return -EPROTO;		/* HELLO first */
 	if (!count)
 		return 0;
+	max = min_t(size_t, count / sizeof(struct daedalus_msg),
+		    DAEDALUS_READ_MSGS);
 
 	ret = mutex_lock_interruptible(&chan->read_lock);
 	if (ret)
 		return ret;
-	while (kfifo_is_empty(&chan->fifo)) {
+	while (!(n = daedalus_chan_take(chan, chan->bounce, max))) {
 		mutex_unlock(&chan->read_lock);
 		if (file->f_flags & O_NONBLOCK)
 			return -EAGAIN;
 		ret = wait_event_interruptible(chan->wait,
-					       !kfifo_is_empty(&chan->fifo));
+					       daedalus_chan_pending(chan));
 		if (ret)
 			return ret;
 		ret = mutex_lock_interruptible(&chan->read_lock);
 		if (ret)
 			return ret;
 	}
-	/* kfifo: one reader (read_lock) may run beside writers (chan->lock) */
-	ret = kfifo_to_user(&chan->fifo, buf, count, &copied);
+	for (i = 0; i < n; i++)
+		daedalus_chan_trace(chan_to_dev(chan), "k2d", &chan->bounce[i]);
+	/* taken messages are the daemon's: a bad buffer loses them */
+	ret = copy_to_user(buf, chan->bounce, n * sizeof(*chan->bounce)) ?
+	      -EFAULT : n * sizeof(*chan->bounce);
 	mutex_unlock(&chan->read_lock);
-	return ret ? ret : copied;
+	return ret;
 }
 
 static ssize_t daedalus_chan_write(struct file *file, const char __user *buf,
@@ -217,7 +436,7 @@ static __poll_t daedalus_chan_poll(struct file *file, poll_table *wait)
 	__poll_t mask = EPOLLOUT | EPOLLWRNORM;
 
 	poll_wait(file, &chan->wait, wait);
-	if (!kfifo_is_empty(&chan->fifo))
+	if (daedalus_chan_pending(chan))
 		mask |= EPOLLIN | EPOLLRDNORM;
 	return mask;
 }
@@ -235,7 +454,8 @@ static long daedalus_chan_hello(struct daedalus_chan *chan,
 		return -EFAULT;
 	if (hello.version_major != DAEDALUS_PROTO_VERSION_MAJOR)
 		return -EPROTONOSUPPORT;
-	if (hello.flags || memchr_inv(hello.reserved, 0, sizeof(hello.reserved)))
+	if (hello.flags & ~DAEDALUS_HELLO_F_RELEASE_ACK ||
+	    memchr_inv(hello.reserved, 0, sizeof(hello.reserved)))
 		return -EINVAL;
 	if (!hello.num_coded_formats ||
 	    hello.num_coded_formats > DAEDALUS_MAX_CODED_FORMATS)
@@ -267,6 +487,7 @@ static long daedalus_chan_hello(struct daedalus_chan *chan,
 		       hello.num_coded_formats * sizeof(hello.coded_formats[0]));
 		chan->num_coded_formats = hello.num_coded_formats;
 		chan->continuous_formats = hello.continuous_formats;
+		chan->release_ack = hello.flags & DAEDALUS_HELLO_F_RELEASE_ACK;
 		chan->conn++;
 		chan->connected = true;
 	}
@@ -276,31 +497,47 @@ static long daedalus_chan_hello(struct daedalus_chan *chan,
 
 	/* runs while a daemon is connected; daemon_timeout_ms may change */
 	schedule_delayed_work(&dev->watchdog, msecs_to_jiffies(10));
-	dev_info(&dev->pdev->dev, "daemon connected (protocol %u.%u, %u coded formats)\n",
+	dev_info(&dev->pdev->dev, "daemon connected (protocol %u.%u, %u coded formats, take-backs %s)\n",
 		 hello.version_major, DAEDALUS_PROTO_VERSION_MINOR,
-		 hello.num_coded_formats);
+		 hello.num_coded_formats,
+		 hello.flags & DAEDALUS_HELLO_F_RELEASE_ACK ?
+		 "confirmed" : "not confirmed");
 	return 0;
 }
 
+/*
+ * The fd is installed only after the daemon has its number: once installed,
+ * another daemon thread could close it and reuse the number, so it can no
+ * longer be taken back.
+ */
 static long daedalus_chan_get_buf_fd(struct daedalus_chan *chan,
 				     struct daedalus_buf_fd __user *uarg)
 {
 	struct daedalus_buf_fd req;
-	int ret;
+	struct dma_buf *dbuf;
+	int fd;
 
 	if (copy_from_user(&req, uarg, sizeof(req)))
 		return -EFAULT;
 	if (!daedalus_chan_is_connected(chan))
 		return -EPROTO;
 
-	ret = daedalus_session_get_buf_fd(chan_to_dev(chan), &req);
-	if (ret)
-		return ret;
+	dbuf = daedalus_session_get_dmabuf(chan_to_dev(chan), &req);
+	if (IS_ERR(dbuf))
+		return PTR_ERR(dbuf);
+	fd = get_unused_fd_flags(O_CLOEXEC);
+	if (fd < 0) {
+		dma_buf_put(dbuf);
+		return fd;
+	}
+	req.fd = fd;
 	if (copy_to_user(uarg, &req, sizeof(req))) {
-		/* the daemon never learns the number: do not leak the fd */
-		close_fd(req.fd);
+		put_unused_fd(fd);
+		dma_buf_put(dbuf);
 		return -EFAULT;
 	}
+	/* the reference taken for the daemon goes to its fd table */
+	fd_install(fd, dbuf->file);
 	return 0;
 }
 
@@ -338,9 +575,14 @@ int daedalus_chan_register(struct daedalus_dev *dev)
 	mutex_init(&chan->read_lock);
 	spin_lock_init(&chan->lock);
 	init_waitqueue_head(&chan->wait);
-	ret = kfifo_alloc(&chan->fifo, DAEDALUS_FIFO_MSGS, GFP_KERNEL);
-	if (ret)
+	INIT_LIST_HEAD(&chan->ready);
+	INIT_LIST_HEAD(&chan->closes);
+	chan->bounce = kcalloc(DAEDALUS_READ_MSGS, sizeof(*chan->bounce),
+			       GFP_KERNEL);
+	if (!chan->bounce) {
+		ret = -ENOMEM;
 		goto err_mutex;
+	}
 
 	chan->misc.minor = MISC_DYNAMIC_MINOR;
 	chan->misc.name = DAEDALUS_CHAN_NAME;
@@ -350,12 +592,12 @@ int daedalus_chan_register(struct daedalus_dev *dev)
 	ret = misc_register(&chan->misc);
 	if (ret) {
 		dev_err(&dev->pdev->dev, "misc_register: %d\n", ret);
-		goto err_fifo;
+		goto err_bounce;
 	}
 	return 0;
 
-err_fifo:
-	kfifo_free(&chan->fifo);
+err_bounce:
+	kfree(chan->bounce);
 err_mutex:
 	mutex_destroy(&chan->read_lock);
 	return ret;
@@ -366,6 +608,6 @@ void daedalus_chan_unregister(struct daedalus_dev *dev)
 	struct daedalus_chan *chan = &dev->chan;
 
 	misc_deregister(&chan->misc);
-	kfifo_free(&chan->fifo);
+	kfree(chan->bounce);
 	mutex_destroy(&chan->read_lock);
 }

@@ -24,6 +24,16 @@ module_param_named(daemon_timeout_ms, daedalus_timeout_ms, uint, 0644);
 MODULE_PARM_DESC(daemon_timeout_ms,
 		 "ms the daemon may hold bitstream without answering before its session fails (0 = never)");
 
+unsigned int daedalus_max_sessions = 32;
+module_param_named(max_sessions, daedalus_max_sessions, uint, 0644);
+MODULE_PARM_DESC(max_sessions,
+		 "decoding sessions (streaming file handles) at once; OUTPUT STREAMON past it gets EBUSY (0 = no limit)");
+
+unsigned int daedalus_first_session_id = 1;
+module_param_named(first_session_id, daedalus_first_session_id, uint, 0444);
+MODULE_PARM_DESC(first_session_id,
+		 "testing: the first session id handed out (ids wrap from 2147483647 to 1)");
+
 static int daedalus_probe(struct platform_device *pdev)
 {
 	struct daedalus_dev *dev;
@@ -116,15 +126,13 @@ static void daedalus_remove(struct platform_device *pdev)
 	kfree(dev);
 }
 
-static void daedalus_pdev_release(struct device *dev)
-{
-}
-
-static struct platform_device daedalus_pdev = {
-	.name		= DAEDALUS_NAME,
-	.id		= PLATFORM_DEVID_NONE,
-	.dev.release	= daedalus_pdev_release,
-};
+/*
+ * Allocated by the driver core, which frees it when the last reference
+ * goes: vb2-dma-contig buffers hold one each, and an exported dma-buf
+ * (EXPBUF to a display, or an fd the daemon still has) may keep one after
+ * every file handle is closed and this module is gone.
+ */
+static struct platform_device *daedalus_pdev;
 
 static struct platform_driver daedalus_pdrv = {
 	.probe		= daedalus_probe,
@@ -145,20 +153,27 @@ static int __init daedalus_init(void)
 
 	BUILD_BUG_ON(sizeof(struct daedalus_msg) != DAEDALUS_MSG_SIZE);
 
-	ret = platform_device_register(&daedalus_pdev);
-	if (ret)
-		return ret;
+	if (!daedalus_first_session_id || daedalus_first_session_id > INT_MAX)
+		return -EINVAL;
 
 	ret = platform_driver_register(&daedalus_pdrv);
 	if (ret)
-		platform_device_unregister(&daedalus_pdev);
-	return ret;
+		return ret;
+
+	daedalus_pdev = platform_device_register_simple(DAEDALUS_NAME,
+							PLATFORM_DEVID_NONE,
+							NULL, 0);
+	if (IS_ERR(daedalus_pdev)) {
+		platform_driver_unregister(&daedalus_pdrv);
+		return PTR_ERR(daedalus_pdev);
+	}
+	return 0;
 }
 
 static void __exit daedalus_exit(void)
 {
+	platform_device_unregister(daedalus_pdev);
 	platform_driver_unregister(&daedalus_pdrv);
-	platform_device_unregister(&daedalus_pdev);
 }
 
 module_init(daedalus_init);

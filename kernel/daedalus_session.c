@@ -10,6 +10,7 @@
 #include <linux/fcntl.h>
 #include <linux/jiffies.h>
 #include <linux/minmax.h>
+#include <linux/slab.h>
 #include <linux/string.h>
 #include <media/v4l2-event.h>
 
@@ -30,9 +31,10 @@ static const struct v4l2_event daedalus_src_change_event = {
 
 void daedalus_sessions_init(struct daedalus_dev *dev)
 {
-	mutex_init(&dev->sessions_lock);
 	spin_lock_init(&dev->ids_lock);
 	idr_init(&dev->sessions);
+	/* the first id handed out (a test parameter exercises the wrap) */
+	idr_set_cursor(&dev->sessions, daedalus_first_session_id);
 	INIT_DELAYED_WORK(&dev->watchdog, daedalus_watchdog_work);
 }
 
@@ -40,7 +42,114 @@ void daedalus_sessions_cleanup(struct daedalus_dev *dev)
 {
 	cancel_delayed_work_sync(&dev->watchdog);
 	idr_destroy(&dev->sessions);
-	mutex_destroy(&dev->sessions_lock);
+}
+
+static void daedalus_push_work(struct work_struct *work)
+{
+	struct daedalus_ctx *ctx = container_of(work, struct daedalus_ctx,
+						outbox.push_work);
+
+	mutex_lock(&ctx->lock);
+	daedalus_session_push_all(ctx);
+	mutex_unlock(&ctx->lock);
+}
+
+/* open(): the session part of a new file handle, holding its reference */
+int daedalus_session_init(struct daedalus_ctx *ctx)
+{
+	struct daedalus_outbox *ob = &ctx->outbox;
+
+	ob->msgs = kcalloc(DAEDALUS_OUTBOX_MSGS, sizeof(*ob->msgs),
+			   GFP_KERNEL);
+	if (!ob->msgs)
+		return -ENOMEM;
+	INIT_LIST_HEAD(&ob->node);
+	INIT_WORK(&ob->push_work, daedalus_push_work);
+	init_waitqueue_head(&ctx->released_wait);
+	kref_init(&ctx->ref);
+	mutex_init(&ctx->lock);
+	ctx->state = DAEDALUS_SESSION_IDLE;
+	return 0;
+}
+
+static void daedalus_session_free(struct kref *ref)
+{
+	struct daedalus_ctx *ctx = container_of(ref, struct daedalus_ctx, ref);
+
+	mutex_destroy(&ctx->lock);
+	kfree(ctx->outbox.msgs);
+	kfree(ctx);
+}
+
+void daedalus_session_put(struct daedalus_ctx *ctx)
+{
+	kref_put(&ctx->ref, daedalus_session_free);
+}
+
+/*
+ * The session @id with a reference, or NULL. @issued tells whether the id
+ * may have been handed out (a reply for it is a legitimate race then).
+ */
+static struct daedalus_ctx *daedalus_session_find(struct daedalus_dev *dev,
+						  u32 id, bool *issued)
+{
+	struct daedalus_ctx *ctx = NULL;
+
+	spin_lock(&dev->ids_lock);
+	if (id && id <= INT_MAX)
+		ctx = idr_find(&dev->sessions, id);
+	/* in the idr, the file handle's reference is still there */
+	if (ctx)
+		kref_get(&ctx->ref);
+	*issued = id && id <= INT_MAX &&
+		  (dev->ids_wrapped || id <= dev->last_session);
+	spin_unlock(&dev->ids_lock);
+	return ctx;
+}
+
+/*
+ * For walks over all sessions: the first session with an id >= *id, with a
+ * reference; *id becomes the next id to look at (-1 after INT_MAX). The
+ * idr may change meanwhile; a session that takes a new id may be visited
+ * twice, which the walks allow.
+ */
+static struct daedalus_ctx *daedalus_next_session(struct daedalus_dev *dev,
+						  int *id)
+{
+	struct daedalus_ctx *ctx;
+
+	if (*id < 0)
+		return NULL;	/* the walk passed INT_MAX */
+	spin_lock(&dev->ids_lock);
+	ctx = idr_get_next(&dev->sessions, id);
+	if (ctx) {
+		kref_get(&ctx->ref);
+		*id = *id == INT_MAX ? -1 : *id + 1;
+	}
+	spin_unlock(&dev->ids_lock);
+	return ctx;
+}
+
+/* Takes ctx->lock; time a daemon write() waits here is not the daemon's. */
+static void daedalus_lock_for_daemon(struct daedalus_ctx *ctx)
+{
+	struct daedalus_chan *chan = &ctx->dev->chan;
+	unsigned long t0;
+
+	if (mutex_trylock(&ctx->lock))
+		return;
+	atomic_inc(&chan->writers_blocked);
+	t0 = jiffies;
+	mutex_lock(&ctx->lock);
+	atomic_long_add(jiffies - t0, &chan->blocked_jiffies);
+	atomic_dec(&chan->writers_blocked);
+}
+
+/* The daemon answered something that moved the session on. */
+static void daedalus_progress(struct daedalus_ctx *ctx)
+{
+	ctx->last_progress = jiffies;
+	ctx->progress_blocked = atomic_long_read(&ctx->dev->chan.blocked_jiffies);
 }
 
 static struct daedalus_qstate *daedalus_qs(struct daedalus_ctx *ctx,
@@ -62,17 +171,6 @@ static void daedalus_msg_init(struct daedalus_ctx *ctx,
 	memset(msg, 0, sizeof(*msg));
 	msg->type = type;
 	msg->session = ctx->session;
-}
-
-static int daedalus_send(struct daedalus_ctx *ctx, const struct daedalus_msg *msg)
-{
-	int ret = daedalus_chan_send(&ctx->dev->chan, ctx->conn, msg);
-
-	if (ret == -ENOSPC)
-		dev_warn_ratelimited(&ctx->dev->pdev->dev,
-				     "session %u: daemon channel full\n",
-				     ctx->session);
-	return ret;
 }
 
 /* <0: the message is from an older epoch (stale), 0: current, >0: bogus */
@@ -103,18 +201,15 @@ static struct vb2_v4l2_buffer *daedalus_find_owned(struct daedalus_ctx *ctx,
 	return found;
 }
 
-/*
- * Returns every buffer of @queue the driver holds to vb2 and starts a new
- * epoch, so late replies about them are recognised as stale.
- */
-void daedalus_session_take_back(struct daedalus_ctx *ctx, unsigned int queue,
-				enum vb2_buffer_state state)
+/* Returns every buffer of @queue the driver holds to vb2. */
+static void daedalus_return_buffers(struct daedalus_ctx *ctx,
+				    unsigned int queue,
+				    enum vb2_buffer_state state)
 {
 	struct v4l2_m2m_ctx *m2m_ctx = ctx->fh.m2m_ctx;
 	struct daedalus_qstate *qs = daedalus_qs(ctx, queue);
 	struct vb2_v4l2_buffer *vbuf;
 
-	qs->epoch++;
 	qs->owned = 0;
 	if (queue == DAEDALUS_QUEUE_OUTPUT && ctx->parked_out) {
 		/* the oldest first: it left the daemon before the others */
@@ -133,22 +228,87 @@ void daedalus_session_take_back(struct daedalus_ctx *ctx, unsigned int queue,
 }
 
 /*
- * The session cannot go on (daemon gone, stalled, out of FIFO room, or it
- * said so): every buffer completes with ERROR, both queues error out (which
- * wakes blocked DQBUF and poll), and the session stays dead: -EIO.
+ * Returns every buffer of @queue the driver holds to vb2 and starts a new
+ * epoch, so late replies about them are recognised as stale.
  */
-static void daedalus_session_fail(struct daedalus_ctx *ctx, bool tell_daemon)
+void daedalus_session_take_back(struct daedalus_ctx *ctx, unsigned int queue,
+				enum vb2_buffer_state state)
 {
-	struct daedalus_msg msg;
+	daedalus_qs(ctx, queue)->epoch++;
+	daedalus_return_buffers(ctx, queue, state);
+}
 
-	if (ctx->dead)
+/* Drops the session's id: late replies for it are dropped from now on. */
+static void daedalus_session_drop_id(struct daedalus_ctx *ctx)
+{
+	struct daedalus_dev *dev = ctx->dev;
+
+	if (!ctx->session)
 		return;
-	ctx->dead = true;
-	if (tell_daemon && ctx->open_sent) {
-		daedalus_msg_init(ctx, &msg, DAEDALUS_K2D_SESSION_CLOSE);
-		daedalus_send(ctx, &msg);
+	spin_lock(&dev->ids_lock);
+	idr_remove(&dev->sessions, ctx->session);
+	dev->num_sessions--;
+	spin_unlock(&dev->ids_lock);
+	ctx->session = 0;
+}
+
+/*
+ * A new id for the session: cyclic from 1 to INT_MAX, so an id comes back
+ * only after 2^31 - 1 others. -EBUSY past max_sessions.
+ */
+static int daedalus_session_new_id(struct daedalus_ctx *ctx)
+{
+	struct daedalus_dev *dev = ctx->dev;
+	unsigned int max = READ_ONCE(daedalus_max_sessions);
+	int ret;
+
+	idr_preload(GFP_KERNEL);
+	spin_lock(&dev->ids_lock);
+	if (max && dev->num_sessions >= max) {
+		ret = -EBUSY;
+	} else {
+		ret = idr_alloc_cyclic(&dev->sessions, ctx, 1, 0, GFP_NOWAIT);
+		if (ret > 0) {
+			if ((u32)ret <= dev->last_session)
+				dev->ids_wrapped = true;
+			dev->last_session = ret;
+			dev->num_sessions++;
+			ctx->session = ret;
+		}
 	}
-	ctx->open_sent = false;
+	spin_unlock(&dev->ids_lock);
+	idr_preload_end();
+
+	if (ret == -EBUSY)
+		dev_warn_ratelimited(&dev->pdev->dev,
+				     "session limit reached (max_sessions=%u): STREAMON refused\n",
+				     max);
+	return ret < 0 ? ret : 0;
+}
+
+/* The daemon's side of the session ends: SESSION_CLOSE, the id goes. */
+static void daedalus_session_end(struct daedalus_ctx *ctx)
+{
+	daedalus_chan_close(ctx);
+	daedalus_session_drop_id(ctx);
+}
+
+/*
+ * The session cannot go on (the daemon died, stalled or said so): every
+ * buffer completes with ERROR, both queues error out (which wakes blocked
+ * DQBUF and poll), and STREAMON gets -EIO until the client stopped both
+ * queues (dev-decoder.rst, recovery from a fatal error). Only called from
+ * the daemon's side (replies, watchdog, disconnect), never inside a
+ * client's ioctl: STREAMON must not see its buffers completed.
+ */
+static void daedalus_session_fail(struct daedalus_ctx *ctx)
+{
+	if (ctx->state != DAEDALUS_SESSION_OPEN)
+		return;
+	daedalus_session_end(ctx);
+	WRITE_ONCE(ctx->state, DAEDALUS_SESSION_FAILED);
+	/* a STREAMOFF waiting for RELEASED waits no more */
+	wake_up_all(&ctx->released_wait);
 
 	daedalus_session_take_back(ctx, DAEDALUS_QUEUE_OUTPUT,
 				   VB2_BUF_STATE_ERROR);
@@ -158,47 +318,144 @@ static void daedalus_session_fail(struct daedalus_ctx *ctx, bool tell_daemon)
 	vb2_queue_error(daedalus_vq(ctx, DAEDALUS_QUEUE_CAPTURE));
 }
 
-/* stop_streaming: take the queue's buffers back and tell the daemon */
+/*
+ * stop_streaming: take the queue's buffers back and tell the daemon,
+ * unless daedalus_session_take_back_sync() already did both but the
+ * returning (which vb2 wants from here).
+ */
 void daedalus_session_stop(struct daedalus_ctx *ctx, unsigned int queue)
 {
+	struct daedalus_qstate *qs = daedalus_qs(ctx, queue);
 	struct daedalus_msg msg;
 
+	if (qs->told) {
+		qs->told = false;
+		daedalus_return_buffers(ctx, queue, VB2_BUF_STATE_ERROR);
+		return;
+	}
 	daedalus_session_take_back(ctx, queue, VB2_BUF_STATE_ERROR);
-	if (!ctx->open_sent || ctx->closing)
-		return;	/* SESSION_CLOSE takes everything back anyway */
+	if (ctx->state != DAEDALUS_SESSION_OPEN)
+		return;
 
 	daedalus_msg_init(ctx, &msg, queue == DAEDALUS_QUEUE_OUTPUT ?
 			  DAEDALUS_K2D_FLUSH : DAEDALUS_K2D_CAPTURE_RESET);
 	msg.epoch.epoch = daedalus_qs(ctx, queue)->epoch;
-	if (daedalus_send(ctx, &msg))
-		daedalus_session_fail(ctx, true);
+	/* a control message always fits; -ENODEV: the disconnect fails us */
+	daedalus_chan_send(ctx, &msg);
 }
 
-/* Gives the session a new id, never used before. Called under ctx->lock. */
-static int daedalus_session_new_id(struct daedalus_ctx *ctx)
+static bool daedalus_released(struct daedalus_ctx *ctx, unsigned int queue,
+			      u32 epoch)
 {
-	struct daedalus_dev *dev = ctx->dev;
-	int ret;
-	u32 id;
+	return READ_ONCE(ctx->state) != DAEDALUS_SESSION_OPEN ||
+	       daedalus_epoch_cmp(READ_ONCE(daedalus_qs(ctx, queue)->released),
+				  epoch) >= 0;
+}
 
-	idr_preload(GFP_KERNEL);
-	spin_lock(&dev->ids_lock);
-	if (ctx->session)
-		idr_remove(&dev->sessions, ctx->session);
-	ctx->session = 0;
-	if (dev->last_session >= INT_MAX) {
-		ret = -ENOSPC;
-	} else {
-		id = dev->last_session + 1;
-		ret = idr_alloc(&dev->sessions, ctx, id, id + 1, GFP_NOWAIT);
-		if (ret >= 0) {
-			dev->last_session = id;
-			ctx->session = id;
-		}
+/*
+ * VIDIOC_STREAMOFF and close() of a streaming queue, before vb2 gives its
+ * buffers back: with a daemon that confirms take-backs, start the new
+ * epoch, tell the daemon and wait until it answers RELEASED, so no buffer
+ * is touched after STREAMOFF returns (UAPI header, "Synchronous
+ * take-back"). Bounded by daemon_timeout_ms; a daemon that does not answer
+ * in time fails the session. Called with ctx->lock held; the wait drops
+ * it, as vb2 drops q->lock while DQBUF waits, so the daemon's replies and
+ * the watchdog can run. Nothing of the queue goes to the daemon meanwhile
+ * (qs->told), and daedalus_session_stop() then only returns the buffers.
+ */
+void daedalus_session_take_back_sync(struct daedalus_ctx *ctx,
+				     unsigned int queue)
+{
+	struct daedalus_qstate *qs = daedalus_qs(ctx, queue);
+	unsigned int ms = READ_ONCE(daedalus_timeout_ms) ?: 2000;
+	struct daedalus_msg msg;
+	long left;
+	u32 epoch;
+
+	if (ctx->state != DAEDALUS_SESSION_OPEN ||
+	    !vb2_is_streaming(daedalus_vq(ctx, queue)) ||
+	    !daedalus_chan_release_ack(&ctx->dev->chan, ctx->conn))
+		return;
+
+	epoch = ++qs->epoch;
+	qs->told = true;
+	daedalus_msg_init(ctx, &msg, queue == DAEDALUS_QUEUE_OUTPUT ?
+			  DAEDALUS_K2D_FLUSH : DAEDALUS_K2D_CAPTURE_RESET);
+	msg.epoch.epoch = epoch;
+	if (daedalus_chan_send(ctx, &msg))
+		return;	/* the daemon is gone; its disconnect fails us */
+
+	mutex_unlock(&ctx->lock);
+	left = wait_event_timeout(ctx->released_wait,
+				  daedalus_released(ctx, queue, epoch),
+				  msecs_to_jiffies(ms));
+	mutex_lock(&ctx->lock);
+	if (!left && ctx->state == DAEDALUS_SESSION_OPEN) {
+		dev_warn(&ctx->dev->pdev->dev,
+			 "session %u: daemon did not release its %s buffers within %u ms, failing the session\n",
+			 ctx->session,
+			 queue == DAEDALUS_QUEUE_OUTPUT ? "OUTPUT" : "CAPTURE",
+			 ms);
+		daedalus_session_fail(ctx);
 	}
-	spin_unlock(&dev->ids_lock);
-	idr_preload_end();
-	return ret < 0 ? ret : 0;
+}
+
+/*
+ * V4L2_DEC_CMD_START after a resolution change's LAST buffer
+ * (dev-decoder.rst, "Dynamic Resolution Change", step 6): the CAPTURE
+ * buffers stay queued, the daemon lets go of them (CAPTURE_RESET, and
+ * RELEASED if it confirms take-backs) and gets them again in a new epoch
+ * with the new format. -EINVAL if a queued buffer cannot hold it.
+ */
+int daedalus_session_resume_capture(struct daedalus_ctx *ctx)
+{
+	struct v4l2_m2m_queue_ctx *q_ctx = daedalus_qctx(ctx, DAEDALUS_QUEUE_CAPTURE);
+	struct v4l2_m2m_buffer *b;
+	struct daedalus_msg msg;
+	unsigned long flags;
+	int ret = 0;
+
+	if (ctx->state != DAEDALUS_SESSION_OPEN)
+		return -EIO;
+	spin_lock_irqsave(&q_ctx->rdy_spinlock, flags);
+	list_for_each_entry(b, &q_ctx->rdy_queue, list)
+		if (!daedalus_buf_fits(&b->vb.vb2_buf, &ctx->cap_fmt))
+			ret = -EINVAL;
+	spin_unlock_irqrestore(&q_ctx->rdy_spinlock, flags);
+	if (ret)
+		return ret;
+
+	if (daedalus_chan_release_ack(&ctx->dev->chan, ctx->conn)) {
+		daedalus_session_take_back_sync(ctx, DAEDALUS_QUEUE_CAPTURE);
+		ctx->cap.told = false;
+	} else {
+		ctx->cap.epoch++;
+		daedalus_msg_init(ctx, &msg, DAEDALUS_K2D_CAPTURE_RESET);
+		msg.epoch.epoch = ctx->cap.epoch;
+		daedalus_chan_send(ctx, &msg);
+	}
+	if (ctx->state != DAEDALUS_SESSION_OPEN)
+		return -EIO;	/* it did not let go in time */
+
+	/* the daemon has none of them now: announce them again */
+	spin_lock_irqsave(&q_ctx->rdy_spinlock, flags);
+	list_for_each_entry(b, &q_ctx->rdy_queue, list)
+		container_of(b, struct daedalus_buf, m2m)->with_daemon = false;
+	spin_unlock_irqrestore(&q_ctx->rdy_spinlock, flags);
+	ctx->cap.owned = 0;
+	ctx->cap_stream_fmt = ctx->cap_fmt;
+	ctx->change_end_sent = false;
+	ctx->change_end_allowed = false;
+	vb2_clear_last_buffer_dequeued(daedalus_vq(ctx, DAEDALUS_QUEUE_CAPTURE));
+	daedalus_session_push(ctx, DAEDALUS_QUEUE_CAPTURE);
+	return 0;
+}
+
+/* Both queues are stopped: a failed session may start again. */
+void daedalus_session_stopped(struct daedalus_ctx *ctx)
+{
+	if (ctx->state == DAEDALUS_SESSION_FAILED)
+		ctx->state = DAEDALUS_SESSION_IDLE;
 }
 
 /*
@@ -212,19 +469,20 @@ int daedalus_session_start(struct daedalus_ctx *ctx)
 	u64 conn;
 	int ret;
 
+	if (ctx->state == DAEDALUS_SESSION_FAILED)
+		return -EIO;
 	if (!daedalus_chan_current(&dev->chan, &conn)) {
 		dev_info_ratelimited(&dev->pdev->dev, "no daemon connected\n");
 		return -ENODEV;
 	}
-	if (ctx->open_sent && ctx->session_coded == ctx->out_fmt.pixelformat)
+	if (ctx->state == DAEDALUS_SESSION_OPEN &&
+	    ctx->session_coded == ctx->out_fmt.pixelformat)
 		return 0;	/* a seek: the session goes on */
 
-	if (ctx->open_sent) {
-		/* another codec: a new session, as the UAPI header says */
-		daedalus_msg_init(ctx, &msg, DAEDALUS_K2D_SESSION_CLOSE);
-		daedalus_send(ctx, &msg);
-		ctx->open_sent = false;
-	}
+	/* another codec: a new session, as the UAPI header says */
+	if (ctx->state == DAEDALUS_SESSION_OPEN)
+		daedalus_session_end(ctx);
+	ctx->state = DAEDALUS_SESSION_IDLE;
 
 	ret = daedalus_session_new_id(ctx);
 	if (ret)
@@ -237,36 +495,35 @@ int daedalus_session_start(struct daedalus_ctx *ctx)
 	msg.session_open.coded_format = ctx->out_fmt.pixelformat;
 	msg.session_open.width = ctx->out_fmt.width;
 	msg.session_open.height = ctx->out_fmt.height;
-	ret = daedalus_send(ctx, &msg);
-	if (ret)
-		return ret == -ENOSPC ? -EBUSY : -ENODEV;
-	ctx->open_sent = true;
-	ctx->last_progress = jiffies;
+	ret = daedalus_chan_send(ctx, &msg);
+	if (ret) {
+		/* the daemon went away meanwhile */
+		daedalus_session_drop_id(ctx);
+		return -ENODEV;
+	}
+	ctx->state = DAEDALUS_SESSION_OPEN;
+	daedalus_progress(ctx);
 	return 0;
 }
 
+/*
+ * release(): the daemon's side ends first (no reply can find the session
+ * afterwards), then vb2 takes every buffer back. The caller drops the file
+ * handle's reference.
+ */
 void daedalus_session_release(struct daedalus_ctx *ctx)
 {
-	struct daedalus_dev *dev = ctx->dev;
-	struct daedalus_msg msg;
-
-	/* after this no daemon reply, watchdog or disconnect can find ctx */
-	mutex_lock(&dev->sessions_lock);
-	spin_lock(&dev->ids_lock);
-	if (ctx->session)
-		idr_remove(&dev->sessions, ctx->session);
-	spin_unlock(&dev->ids_lock);
-	mutex_unlock(&dev->sessions_lock);
-
 	mutex_lock(&ctx->lock);
-	ctx->closing = true;
+	/* no ioctl can run any more; the daemon lets go first */
+	daedalus_session_take_back_sync(ctx, DAEDALUS_QUEUE_OUTPUT);
+	daedalus_session_take_back_sync(ctx, DAEDALUS_QUEUE_CAPTURE);
+	if (ctx->state == DAEDALUS_SESSION_OPEN)
+		daedalus_session_end(ctx);
+	WRITE_ONCE(ctx->state, DAEDALUS_SESSION_RELEASED);
 	v4l2_m2m_ctx_release(ctx->fh.m2m_ctx);
-	if (ctx->open_sent) {
-		daedalus_msg_init(ctx, &msg, DAEDALUS_K2D_SESSION_CLOSE);
-		daedalus_send(ctx, &msg);
-		ctx->open_sent = false;
-	}
 	mutex_unlock(&ctx->lock);
+	/* the outbox left the channel in daedalus_chan_close(): no requeue */
+	cancel_work_sync(&ctx->outbox.push_work);
 }
 
 static void daedalus_fill_bitstream(struct daedalus_ctx *ctx,
@@ -278,7 +535,7 @@ static void daedalus_fill_bitstream(struct daedalus_ctx *ctx,
 	daedalus_msg_init(ctx, msg, DAEDALUS_K2D_BITSTREAM);
 	bs->timestamp_ns = vb->timestamp;
 	bs->index = vb->index;
-	bs->generation = ctx->out.generation;
+	bs->generation = vbuf_to_dbuf(to_vb2_v4l2_buffer(vb))->generation;
 	bs->epoch = ctx->out.epoch;
 	bs->bytesused = vb2_get_plane_payload(vb, 0);
 	bs->length = vb2_plane_size(vb, 0);
@@ -289,13 +546,13 @@ static void daedalus_fill_capture(struct daedalus_ctx *ctx,
 				  struct daedalus_msg *msg,
 				  struct vb2_buffer *vb)
 {
-	const struct v4l2_pix_format_mplane *pix = &ctx->cap_alloc_fmt;
+	const struct v4l2_pix_format_mplane *pix = &ctx->cap_stream_fmt;
 	struct daedalus_k2d_capture *cap = &msg->capture;
 	unsigned int i;
 
 	daedalus_msg_init(ctx, msg, DAEDALUS_K2D_CAPTURE);
 	cap->index = vb->index;
-	cap->generation = ctx->cap.generation;
+	cap->generation = vbuf_to_dbuf(to_vb2_v4l2_buffer(vb))->generation;
 	cap->epoch = ctx->cap.epoch;
 	cap->pixelformat = pix->pixelformat;
 	cap->width = pix->width;
@@ -343,8 +600,12 @@ static void daedalus_copy_meta(struct daedalus_ctx *ctx,
 	}
 }
 
-/* Announces every buffer of @queue the daemon has not seen yet. */
-static int daedalus_push_queue(struct daedalus_ctx *ctx, unsigned int queue)
+/*
+ * Announces every buffer of @queue the daemon has not seen yet, until the
+ * session's outbox is full: the rest waits for the push work, which runs
+ * when the daemon has read (back-pressure, never a failure).
+ */
+static void daedalus_push_queue(struct daedalus_ctx *ctx, unsigned int queue)
 {
 	struct v4l2_m2m_queue_ctx *q_ctx = daedalus_qctx(ctx, queue);
 	struct daedalus_qstate *qs = daedalus_qs(ctx, queue);
@@ -352,7 +613,6 @@ static int daedalus_push_queue(struct daedalus_ctx *ctx, unsigned int queue)
 	struct daedalus_buf *dbuf;
 	struct daedalus_msg msg;
 	unsigned long flags;
-	int ret = 0;
 
 	spin_lock_irqsave(&q_ctx->rdy_spinlock, flags);
 	list_for_each_entry(b, &q_ctx->rdy_queue, list) {
@@ -363,39 +623,43 @@ static int daedalus_push_queue(struct daedalus_ctx *ctx, unsigned int queue)
 			daedalus_fill_bitstream(ctx, &msg, &b->vb.vb2_buf);
 		else
 			daedalus_fill_capture(ctx, &msg, &b->vb.vb2_buf);
-		ret = daedalus_send(ctx, &msg);
-		if (ret)
+		if (daedalus_chan_send(ctx, &msg))
 			break;
 		/* the stall clock starts when the daemon gets work */
 		if (queue == DAEDALUS_QUEUE_OUTPUT && !qs->owned)
-			ctx->last_progress = jiffies;
+			daedalus_progress(ctx);
 		dbuf->with_daemon = true;
 		qs->owned++;
 	}
 	spin_unlock_irqrestore(&q_ctx->rdy_spinlock, flags);
-	return ret;
 }
 
 /*
- * Sends the daemon whatever it may have now. OUTPUT buffers wait while a
- * drain runs or after it ended (until V4L2_DEC_CMD_START), so DRAIN covers
- * exactly the bitstream queued before V4L2_DEC_CMD_STOP.
+ * Sends the daemon what @queue may give it now. Only a queue whose
+ * start_streaming ran sends: buf_queue() during STREAMON (vb2 handing over
+ * pre-queued buffers) only queues, and start_streaming sends. OUTPUT
+ * buffers wait while a drain runs or after it ended (until
+ * V4L2_DEC_CMD_START), so DRAIN covers exactly the bitstream queued before
+ * V4L2_DEC_CMD_STOP.
  */
-void daedalus_session_push(struct daedalus_ctx *ctx)
+void daedalus_session_push(struct daedalus_ctx *ctx, unsigned int queue)
 {
 	struct v4l2_m2m_ctx *m2m_ctx = ctx->fh.m2m_ctx;
-	int ret = 0;
 
-	if (!ctx->open_sent || ctx->dead || ctx->closing)
+	if (ctx->state != DAEDALUS_SESSION_OPEN ||
+	    !vb2_start_streaming_called(daedalus_vq(ctx, queue)) ||
+	    daedalus_qs(ctx, queue)->told)
 		return;
+	if (queue == DAEDALUS_QUEUE_OUTPUT &&
+	    (m2m_ctx->is_draining || v4l2_m2m_has_stopped(m2m_ctx)))
+		return;
+	daedalus_push_queue(ctx, queue);
+}
 
-	if (vb2_start_streaming_called(&m2m_ctx->out_q_ctx.q) &&
-	    !m2m_ctx->is_draining && !v4l2_m2m_has_stopped(m2m_ctx))
-		ret = daedalus_push_queue(ctx, DAEDALUS_QUEUE_OUTPUT);
-	if (!ret && vb2_start_streaming_called(&m2m_ctx->cap_q_ctx.q))
-		ret = daedalus_push_queue(ctx, DAEDALUS_QUEUE_CAPTURE);
-	if (ret)
-		daedalus_session_fail(ctx, true);
+void daedalus_session_push_all(struct daedalus_ctx *ctx)
+{
+	daedalus_session_push(ctx, DAEDALUS_QUEUE_OUTPUT);
+	daedalus_session_push(ctx, DAEDALUS_QUEUE_CAPTURE);
 }
 
 /* Gives the parked OUTPUT buffer back (CAPTURE streams now). */
@@ -440,15 +704,13 @@ int daedalus_session_drain(struct daedalus_ctx *ctx)
 {
 	struct daedalus_msg msg;
 
-	if (ctx->dead || !ctx->open_sent)
+	if (ctx->state != DAEDALUS_SESSION_OPEN)
 		return -EIO;
 	daedalus_msg_init(ctx, &msg, DAEDALUS_K2D_DRAIN);
-	if (daedalus_send(ctx, &msg)) {
-		daedalus_session_fail(ctx, true);
-		return -EIO;
-	}
+	if (daedalus_chan_send(ctx, &msg))
+		return -EIO;	/* the daemon is gone */
 	if (!ctx->out.owned)
-		ctx->last_progress = jiffies;
+		daedalus_progress(ctx);
 	ctx->fh.m2m_ctx->is_draining = true;
 	return 0;
 }
@@ -535,6 +797,16 @@ static int daedalus_check_msg(struct daedalus_dev *dev,
 		}
 		return 0;
 
+	case DAEDALUS_D2K_RELEASED:
+		if ((msg->released.queue != DAEDALUS_QUEUE_OUTPUT &&
+		     msg->released.queue != DAEDALUS_QUEUE_CAPTURE) ||
+		    !daedalus_all_zero(msg->released.reserved,
+				       sizeof(msg->released.reserved))) {
+			daedalus_reject(dev, "RELEASED queue/reserved\n");
+			return -EINVAL;
+		}
+		return 0;
+
 	default:
 		daedalus_reject(dev, "unknown type %u\n", msg->type);
 		return -EINVAL;
@@ -568,7 +840,7 @@ static int daedalus_on_bitstream_done(struct daedalus_ctx *ctx,
 	vbuf->sequence = ctx->out.sequence++;
 	daedalus_session_park(ctx, vbuf, bd->flags & DAEDALUS_BITSTREAM_F_ERROR ?
 			      VB2_BUF_STATE_ERROR : VB2_BUF_STATE_DONE);
-	return 0;
+	return 1;
 }
 
 static int daedalus_on_frame_done(struct daedalus_ctx *ctx,
@@ -649,14 +921,14 @@ static int daedalus_on_frame_done(struct daedalus_ctx *ctx,
 			v4l2_m2m_buf_done(vbuf, state);
 			v4l2_m2m_mark_stopped(m2m_ctx);
 		}
-		return 0;
+		return 1;
 	}
 	if (fd->flags & DAEDALUS_FRAME_F_CHANGE_END) {
 		vbuf->flags |= V4L2_BUF_FLAG_LAST;	/* then -EPIPE */
 		ctx->change_end_sent = true;
 	}
 	v4l2_m2m_buf_done(vbuf, state);
-	return 0;
+	return 1;
 }
 
 static bool daedalus_format_equal(const struct daedalus_d2k_format *a,
@@ -720,72 +992,83 @@ static int daedalus_on_format(struct daedalus_ctx *ctx,
 	v4l2_ctrl_s_ctrl(ctx->min_cap_ctrl, f->min_capture_buffers);
 	if (changed)
 		v4l2_event_queue_fh(&ctx->fh, &daedalus_src_change_event);
-	return 0;
+	return changed;
 }
 
+static int daedalus_on_released(struct daedalus_ctx *ctx,
+				const struct daedalus_d2k_released *rel)
+{
+	struct daedalus_qstate *qs = daedalus_qs(ctx, rel->queue);
+
+	if (daedalus_epoch_cmp(rel->epoch, qs->epoch) > 0) {
+		daedalus_reject(ctx->dev, "session %u: RELEASED epoch %u from the future\n",
+				ctx->session, rel->epoch);
+		return -EINVAL;
+	}
+	if (daedalus_epoch_cmp(rel->epoch, qs->released) <= 0)
+		return 0;	/* an older take-back, answered late */
+	WRITE_ONCE(qs->released, rel->epoch);
+	wake_up_all(&ctx->released_wait);
+	return 1;
+}
+
+/* <0: invalid, 0: valid but nothing moved (stale, repeated), 1: progress */
 static int daedalus_on_reply(struct daedalus_ctx *ctx,
 			     const struct daedalus_msg *msg)
 {
-	int ret;
-
 	switch (msg->type) {
 	case DAEDALUS_D2K_BITSTREAM_DONE:
-		ret = daedalus_on_bitstream_done(ctx, &msg->bitstream_done);
-		break;
+		return daedalus_on_bitstream_done(ctx, &msg->bitstream_done);
 	case DAEDALUS_D2K_FRAME_DONE:
-		ret = daedalus_on_frame_done(ctx, &msg->frame_done);
-		break;
+		return daedalus_on_frame_done(ctx, &msg->frame_done);
 	case DAEDALUS_D2K_FORMAT:
-		ret = daedalus_on_format(ctx, &msg->format);
-		break;
+		return daedalus_on_format(ctx, &msg->format);
+	case DAEDALUS_D2K_RELEASED:
+		return daedalus_on_released(ctx, &msg->released);
 	default: /* DAEDALUS_D2K_SESSION_ERROR, checked before */
 		dev_warn(&ctx->dev->pdev->dev, "session %u: daemon failed it (%d)\n",
 			 ctx->session, msg->session_error.error);
-		daedalus_session_fail(ctx, true);
+		daedalus_session_fail(ctx);
 		return 0;
 	}
-	if (!ret)
-		ctx->last_progress = jiffies;
-	return ret;
 }
 
 /*
- * One daemon->kernel message. Unknown session ids are -EINVAL; ids of
+ * One daemon->kernel message. Never-issued session ids are -EINVAL; ids of
  * sessions that ended (or died) are a legitimate race and dropped, as are
  * replies from an older epoch.
  */
 int daedalus_session_reply(struct daedalus_dev *dev,
 			   const struct daedalus_msg *msg)
 {
-	struct daedalus_ctx *ctx = NULL;
-	u32 last;
+	struct daedalus_ctx *ctx;
+	bool issued;
 	int ret;
 
+	daedalus_chan_trace(dev, "d2k", msg);
 	ret = daedalus_check_msg(dev, msg);
 	if (ret)
 		return ret;
 
-	mutex_lock(&dev->sessions_lock);
-	spin_lock(&dev->ids_lock);
-	if (msg->session)
-		ctx = idr_find(&dev->sessions, msg->session);
-	last = dev->last_session;
-	spin_unlock(&dev->ids_lock);
-
+	ctx = daedalus_session_find(dev, msg->session, &issued);
 	if (!ctx) {
-		if (!msg->session || msg->session > last) {
-			daedalus_reject(dev, "unknown session %u\n", msg->session);
-			ret = -EINVAL;
-		}
-		goto out;
+		if (issued)
+			return 0;
+		daedalus_reject(dev, "unknown session %u\n", msg->session);
+		return -EINVAL;
 	}
 
-	mutex_lock(&ctx->lock);
-	if (ctx->session == msg->session && ctx->open_sent && !ctx->dead)
+	daedalus_lock_for_daemon(ctx);
+	if (ctx->session == msg->session &&
+	    ctx->state == DAEDALUS_SESSION_OPEN) {
 		ret = daedalus_on_reply(ctx, msg);
+		if (ret > 0) {
+			daedalus_progress(ctx);
+			ret = 0;
+		}
+	}
 	mutex_unlock(&ctx->lock);
-out:
-	mutex_unlock(&dev->sessions_lock);
+	daedalus_session_put(ctx);
 	return ret;
 }
 
@@ -793,116 +1076,96 @@ out:
 /* DAEDALUS_IOC_GET_BUF_FD                                             */
 /* ------------------------------------------------------------------ */
 
-static int daedalus_export(struct daedalus_ctx *ctx, struct vb2_queue *q,
-			   struct vb2_buffer *vb, struct daedalus_buf_fd *req)
+static struct dma_buf *daedalus_export(struct vb2_queue *q,
+				       struct vb2_buffer *vb,
+				       const struct daedalus_buf_fd *req)
 {
 	/* the daemon reads bitstream and writes frames, nothing else */
-	unsigned int flags = O_CLOEXEC |
+	unsigned long flags = O_CLOEXEC |
 		(req->queue == DAEDALUS_QUEUE_OUTPUT ? O_RDONLY : O_RDWR);
 	struct dma_buf *dbuf;
-	int fd, ret;
 
 	if (q->memory == VB2_MEMORY_MMAP) {
-		ret = vb2_core_expbuf(q, &fd, q->type, vb, req->plane, flags);
-		if (ret)
-			return ret;
-	} else if (q->memory == VB2_MEMORY_DMABUF) {
 		/*
-		 * The client's own dma-buf; its access mode was fixed by the
-		 * exporter, only O_CLOEXEC applies here.
+		 * vb2_core_expbuf() without its fd: the channel installs
+		 * the fd only once the daemon can learn its number.
 		 */
+		if (!q->mem_ops->get_dmabuf)
+			return ERR_PTR(-EINVAL);
+		dbuf = q->mem_ops->get_dmabuf(vb, vb->planes[req->plane].mem_priv,
+					      flags);
+		return IS_ERR_OR_NULL(dbuf) ? ERR_PTR(-EINVAL) : dbuf;
+	}
+	if (q->memory == VB2_MEMORY_DMABUF) {
+		/* the client's own dma-buf; the exporter fixed its access */
 		dbuf = vb->planes[req->plane].dbuf;
 		if (!dbuf)
-			return -EINVAL;
+			return ERR_PTR(-EINVAL);
 		get_dma_buf(dbuf);
-		fd = dma_buf_fd(dbuf, O_CLOEXEC);
-		if (fd < 0) {
-			dma_buf_put(dbuf);
-			return fd;
-		}
-	} else {
-		return -EINVAL;
+		return dbuf;
 	}
-	req->fd = fd;
-	req->length = vb2_plane_size(vb, req->plane);
-	return 0;
+	return ERR_PTR(-EINVAL);
 }
 
 /*
- * -EINVAL: malformed (queue, index, plane, never-issued session id);
- * -ESTALE: the request was valid once but the buffer is no longer the
- * daemon's (session closed, buffers reallocated, taken back) or no longer
- * has the memory the daemon asked about (mem_seq).
+ * The dma-buf of a buffer the daemon owns, with a reference; the caller
+ * makes the fd. -EINVAL: malformed (queue, index, plane, never-issued
+ * session id); -ESTALE: the request was valid once but the buffer is no
+ * longer the daemon's (session closed, buffers reallocated, taken back)
+ * or no longer has the memory the daemon asked about (mem_seq).
  */
-int daedalus_session_get_buf_fd(struct daedalus_dev *dev,
-				struct daedalus_buf_fd *req)
+struct dma_buf *daedalus_session_get_dmabuf(struct daedalus_dev *dev,
+					    struct daedalus_buf_fd *req)
 {
-	struct daedalus_ctx *ctx = NULL;
+	struct daedalus_ctx *ctx;
+	struct dma_buf *dbuf;
 	struct vb2_buffer *vb;
 	struct vb2_queue *q;
-	u32 last;
-	int ret;
+	bool issued;
 
 	if (req->queue != DAEDALUS_QUEUE_OUTPUT &&
 	    req->queue != DAEDALUS_QUEUE_CAPTURE)
-		return -EINVAL;
+		return ERR_PTR(-EINVAL);
 
-	mutex_lock(&dev->sessions_lock);
-	spin_lock(&dev->ids_lock);
-	if (req->session)
-		ctx = idr_find(&dev->sessions, req->session);
-	last = dev->last_session;
-	spin_unlock(&dev->ids_lock);
-	if (!ctx) {
-		ret = !req->session || req->session > last ? -EINVAL : -ESTALE;
+	ctx = daedalus_session_find(dev, req->session, &issued);
+	if (!ctx)
+		return ERR_PTR(issued ? -ESTALE : -EINVAL);
+
+	daedalus_lock_for_daemon(ctx);
+	if (ctx->session != req->session ||
+	    ctx->state != DAEDALUS_SESSION_OPEN) {
+		dbuf = ERR_PTR(-ESTALE);
 		goto out;
 	}
-
-	mutex_lock(&ctx->lock);
 	q = daedalus_vq(ctx, req->queue);
 	vb = vb2_get_buffer(q, req->index);
-	if (ctx->session != req->session || !ctx->open_sent || ctx->dead ||
-	    req->generation != daedalus_qs(ctx, req->queue)->generation)
-		ret = -ESTALE;
-	else if (!vb || req->plane >= vb->num_planes)
-		ret = -EINVAL;
+	if (!vb)	/* freed since (a generation ago), or never there */
+		dbuf = ERR_PTR(req->generation ==
+			       daedalus_qs(ctx, req->queue)->generation ?
+			       -EINVAL : -ESTALE);
+	else if (req->generation !=
+		 vbuf_to_dbuf(to_vb2_v4l2_buffer(vb))->generation)
+		dbuf = ERR_PTR(-ESTALE);	/* reallocated meanwhile */
+	else if (req->plane >= vb->num_planes)
+		dbuf = ERR_PTR(-EINVAL);
 	else if (!daedalus_find_owned(ctx, req->queue, req->index))
-		ret = -ESTALE;
+		dbuf = ERR_PTR(-ESTALE);
 	else if (req->mem_seq &&
 		 req->mem_seq != vbuf_to_dbuf(to_vb2_v4l2_buffer(vb))->mem_seq)
-		ret = -ESTALE;	/* requeued with other memory meanwhile */
+		dbuf = ERR_PTR(-ESTALE);	/* requeued with other memory */
 	else
-		ret = daedalus_export(ctx, q, vb, req);
-	mutex_unlock(&ctx->lock);
+		dbuf = daedalus_export(q, vb, req);
+	if (!IS_ERR(dbuf))
+		req->length = vb2_plane_size(vb, req->plane);
 out:
-	mutex_unlock(&dev->sessions_lock);
-	return ret;
+	mutex_unlock(&ctx->lock);
+	daedalus_session_put(ctx);
+	return dbuf;
 }
 
 /* ------------------------------------------------------------------ */
 /* daemon death and stalls                                             */
 /* ------------------------------------------------------------------ */
-
-/*
- * For walks over all sessions under dev->sessions_lock: the first session
- * with an id >= *id, returned with its ctx->lock held. The idr may change
- * under ids_lock meanwhile (a session taking a new id), which at worst
- * visits a session twice.
- */
-static struct daedalus_ctx *daedalus_next_session(struct daedalus_dev *dev,
-						  int *id)
-{
-	struct daedalus_ctx *ctx;
-
-	spin_lock(&dev->ids_lock);
-	ctx = idr_get_next(&dev->sessions, id);
-	spin_unlock(&dev->ids_lock);
-	if (ctx) {
-		mutex_lock(&ctx->lock);
-		(*id)++;
-	}
-	return ctx;
-}
 
 /* The daemon closed the channel: its sessions die, new ones may come. */
 void daedalus_sessions_disconnect(struct daedalus_dev *dev, u64 conn)
@@ -910,30 +1173,38 @@ void daedalus_sessions_disconnect(struct daedalus_dev *dev, u64 conn)
 	struct daedalus_ctx *ctx;
 	int id = 0;
 
-	mutex_lock(&dev->sessions_lock);
 	while ((ctx = daedalus_next_session(dev, &id))) {
-		if (ctx->open_sent && ctx->conn == conn)
-			daedalus_session_fail(ctx, false);
+		mutex_lock(&ctx->lock);
+		if (ctx->state == DAEDALUS_SESSION_OPEN && ctx->conn == conn)
+			daedalus_session_fail(ctx);
 		mutex_unlock(&ctx->lock);
+		daedalus_session_put(ctx);
 	}
-	mutex_unlock(&dev->sessions_lock);
 }
 
 /*
  * Stalled: the daemon holds bitstream (or a drain) and could answer, i.e.
  * it has CAPTURE buffers to write into or has not even sent the FORMAT yet.
  * Holding bitstream while the client gives no CAPTURE buffers is the
- * client's doing, not a stall.
+ * client's doing, not a stall; so is the wait for the client's CAPTURE
+ * restart after a resolution change's LAST buffer. Time the daemon's
+ * write() spent waiting for a session lock does not count.
  */
 static bool daedalus_stalled(struct daedalus_ctx *ctx, unsigned long timeout)
 {
-	if (!ctx->open_sent || ctx->dead)
+	long waited;
+
+	if (ctx->state != DAEDALUS_SESSION_OPEN)
 		return false;
 	if (!ctx->out.owned && !ctx->fh.m2m_ctx->is_draining)
 		return false;
 	if (!ctx->cap.owned && ctx->stream_known)
 		return false;
-	return time_after_eq(jiffies, ctx->last_progress + timeout);
+	if (ctx->change_end_sent)
+		return false;
+	waited = atomic_long_read(&ctx->dev->chan.blocked_jiffies) -
+		 ctx->progress_blocked;
+	return time_after_eq(jiffies, ctx->last_progress + timeout + waited);
 }
 
 static void daedalus_watchdog_check(struct daedalus_dev *dev,
@@ -942,17 +1213,19 @@ static void daedalus_watchdog_check(struct daedalus_dev *dev,
 	struct daedalus_ctx *ctx;
 	int id = 0;
 
-	mutex_lock(&dev->sessions_lock);
 	while ((ctx = daedalus_next_session(dev, &id))) {
-		if (daedalus_stalled(ctx, timeout)) {
+		mutex_lock(&ctx->lock);
+		/* a daemon write() waiting for a lock is not a silent daemon */
+		if (!atomic_read(&dev->chan.writers_blocked) &&
+		    daedalus_stalled(ctx, timeout)) {
 			dev_warn(&dev->pdev->dev, "session %u: daemon silent for %u ms, failing the session\n",
 				 ctx->session,
 				 jiffies_to_msecs(jiffies - ctx->last_progress));
-			daedalus_session_fail(ctx, true);
+			daedalus_session_fail(ctx);
 		}
 		mutex_unlock(&ctx->lock);
+		daedalus_session_put(ctx);
 	}
-	mutex_unlock(&dev->sessions_lock);
 }
 
 void daedalus_watchdog_work(struct work_struct *work)

@@ -79,14 +79,24 @@ static unsigned int daedalus_coded_list(struct daedalus_ctx *ctx,
 	return ARRAY_SIZE(daedalus_coded_fmts);
 }
 
-/* Capture formats valid now: all before the stream is known. */
+/* Coded formats whose profiles are all 8-bit: no P010 for them. */
+static bool daedalus_coded_8bit_only(u32 fourcc)
+{
+	return fourcc == V4L2_PIX_FMT_VP8 || fourcc == V4L2_PIX_FMT_MPEG2;
+}
+
+/*
+ * Capture formats valid now: the stream's bit depth decides once it is
+ * known; before, every format the coded format may need.
+ */
 static const u32 *daedalus_cap_list(struct daedalus_ctx *ctx, unsigned int *n)
 {
 	if (ctx->stream_known && ctx->stream.bit_depth == 10) {
 		*n = 1;
 		return &daedalus_cap_fmts_all[3];
 	}
-	if (ctx->stream_known) {
+	if (ctx->stream_known ||
+	    daedalus_coded_8bit_only(ctx->out_fmt.pixelformat)) {
 		*n = ARRAY_SIZE(daedalus_cap_fmts_8bit);
 		return daedalus_cap_fmts_8bit;
 	}
@@ -326,7 +336,13 @@ static int daedalus_s_fmt_out(struct file *file, void *priv,
 	int ret = 0;
 
 	mutex_lock(&ctx->lock);
-	if (vb2_is_busy(daedalus_vq(ctx, DAEDALUS_QUEUE_OUTPUT))) {
+	/*
+	 * dev-decoder.rst: -EBUSY "if any of the queues has buffers
+	 * allocated": a new coded format would strand CAPTURE buffers made
+	 * for the old stream.
+	 */
+	if (vb2_is_busy(daedalus_vq(ctx, DAEDALUS_QUEUE_OUTPUT)) ||
+	    vb2_is_busy(daedalus_vq(ctx, DAEDALUS_QUEUE_CAPTURE))) {
 		ret = -EBUSY;
 		goto out;
 	}
@@ -337,8 +353,7 @@ static int daedalus_s_fmt_out(struct file *file, void *priv,
 	 * dev-decoder.rst: setting the OUTPUT format resets the CAPTURE
 	 * format to one derived from it, until the stream says otherwise.
 	 */
-	if (!ctx->stream_known &&
-	    !vb2_is_busy(daedalus_vq(ctx, DAEDALUS_QUEUE_CAPTURE))) {
+	if (!ctx->stream_known) {
 		daedalus_fill_cap_fmt(&ctx->cap_fmt, ctx->cap_fmt.pixelformat,
 				      pix->width, pix->height);
 		daedalus_cap_colorimetry(ctx, &ctx->cap_fmt);
@@ -377,23 +392,31 @@ static int daedalus_g_selection(struct file *file, void *priv,
 		return -EINVAL;
 
 	mutex_lock(&ctx->lock);
+	/*
+	 * dev-decoder.rst, CAPTURE selection of a decoder that neither
+	 * scales nor composes nor writes padding: CROP_BOUNDS is the coded
+	 * frame, every other target the visible rectangle (the coded frame
+	 * until the stream is known).
+	 */
+	s->r.left = 0;
+	s->r.top = 0;
+	s->r.width = ctx->cap_fmt.width;
+	s->r.height = ctx->cap_fmt.height;
 	switch (s->target) {
+	case V4L2_SEL_TGT_CROP_BOUNDS:
+		break;
+	case V4L2_SEL_TGT_CROP:
+	case V4L2_SEL_TGT_CROP_DEFAULT:
 	case V4L2_SEL_TGT_COMPOSE:
 	case V4L2_SEL_TGT_COMPOSE_DEFAULT:
+	case V4L2_SEL_TGT_COMPOSE_BOUNDS:
+	case V4L2_SEL_TGT_COMPOSE_PADDED:
 		if (ctx->stream_known) {
 			s->r.left = ctx->stream.visible_left;
 			s->r.top = ctx->stream.visible_top;
 			s->r.width = ctx->stream.visible_width;
 			s->r.height = ctx->stream.visible_height;
-			break;
 		}
-		fallthrough;
-	case V4L2_SEL_TGT_COMPOSE_BOUNDS:
-	case V4L2_SEL_TGT_COMPOSE_PADDED:
-		s->r.left = 0;
-		s->r.top = 0;
-		s->r.width = ctx->cap_fmt.width;
-		s->r.height = ctx->cap_fmt.height;
 		break;
 	default:
 		ret = -EINVAL;
@@ -444,7 +467,8 @@ static int daedalus_decoder_cmd(struct file *file, void *priv,
 		goto out;
 	}
 
-	if (m2m_ctx->is_draining) {
+	/* a drain, or a STREAMOFF waiting for the daemon, is in progress */
+	if (m2m_ctx->is_draining || ctx->out.told || ctx->cap.told) {
 		ret = -EBUSY;
 		goto out;
 	}
@@ -455,15 +479,37 @@ static int daedalus_decoder_cmd(struct file *file, void *priv,
 		goto out;
 	}
 
+	/* V4L2_DEC_CMD_START after a resolution change's LAST buffer */
+	if (ctx->change_end_sent) {
+		ret = daedalus_session_resume_capture(ctx);
+		goto out;
+	}
 	/* V4L2_DEC_CMD_START: leave the stopped state, feed held bitstream */
 	if (v4l2_m2m_has_stopped(m2m_ctx)) {
 		m2m_ctx->has_stopped = false;
 		vb2_clear_last_buffer_dequeued(&m2m_ctx->cap_q_ctx.q);
-		daedalus_session_push(ctx);
+		daedalus_session_push(ctx, DAEDALUS_QUEUE_OUTPUT);
 	}
 out:
 	mutex_unlock(&ctx->lock);
 	return ret;
+}
+
+/*
+ * The daemon lets go of the queue's buffers before vb2 gives them back
+ * (daedalus_session_take_back_sync()). v4l2-core holds ctx->lock here: it
+ * is the m2m queue lock of buffer ioctls.
+ */
+static int daedalus_streamoff(struct file *file, void *priv,
+			      enum v4l2_buf_type type)
+{
+	struct daedalus_ctx *ctx = fh_to_ctx(file->private_data);
+
+	if (type == V4L2_BUF_TYPE_VIDEO_OUTPUT_MPLANE)
+		daedalus_session_take_back_sync(ctx, DAEDALUS_QUEUE_OUTPUT);
+	else if (type == V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE)
+		daedalus_session_take_back_sync(ctx, DAEDALUS_QUEUE_CAPTURE);
+	return v4l2_m2m_ioctl_streamoff(file, priv, type);
 }
 
 static int daedalus_subscribe_event(struct v4l2_fh *fh,
@@ -503,7 +549,7 @@ static const struct v4l2_ioctl_ops daedalus_ioctl_ops = {
 	.vidioc_create_bufs		= v4l2_m2m_ioctl_create_bufs,
 	.vidioc_expbuf			= v4l2_m2m_ioctl_expbuf,
 	.vidioc_streamon		= v4l2_m2m_ioctl_streamon,
-	.vidioc_streamoff		= v4l2_m2m_ioctl_streamoff,
+	.vidioc_streamoff		= daedalus_streamoff,
 
 	.vidioc_try_decoder_cmd		= v4l2_m2m_ioctl_try_decoder_cmd,
 	.vidioc_decoder_cmd		= daedalus_decoder_cmd,
@@ -528,16 +574,11 @@ static int daedalus_queue_setup(struct vb2_queue *q, unsigned int *nbuffers,
 {
 	struct daedalus_ctx *ctx = vb2_get_drv_priv(q);
 	const struct v4l2_pix_format_mplane *pix;
+	struct daedalus_qstate *qs;
 	unsigned int i;
 
-	if (V4L2_TYPE_IS_OUTPUT(q->type)) {
-		pix = &ctx->out_fmt;
-	} else {
-		/* CAPTURE messages describe the format buffers were made for */
-		if (!vb2_get_num_buffers(q))
-			ctx->cap_alloc_fmt = ctx->cap_fmt;
-		pix = &ctx->cap_alloc_fmt;
-	}
+	/* CAPTURE: what the stream needs now; REQBUFS and CREATE_BUFS alike */
+	pix = V4L2_TYPE_IS_OUTPUT(q->type) ? &ctx->out_fmt : &ctx->cap_fmt;
 
 	if (*nplanes) {
 		/* CREATE_BUFS: the client's sizes must hold the format */
@@ -550,13 +591,23 @@ static int daedalus_queue_setup(struct vb2_queue *q, unsigned int *nbuffers,
 		*nplanes = pix->num_planes;
 		for (i = 0; i < *nplanes; i++)
 			sizes[i] = pix->plane_fmt[i].sizeimage;
+		/*
+		 * REQBUFS(CAPTURE): dev-decoder.rst lets the driver raise the
+		 * count to V4L2_CID_MIN_BUFFERS_FOR_CAPTURE, what the stream
+		 * needs to decode at all.
+		 */
+		if (!V4L2_TYPE_IS_OUTPUT(q->type))
+			*nbuffers = max_t(unsigned int, *nbuffers,
+					  v4l2_ctrl_g_ctrl(ctx->min_cap_ctrl));
 	}
 
-	/* new buffers: GET_BUF_FD with the old generation gets -ESTALE */
-	if (V4L2_TYPE_IS_OUTPUT(q->type))
-		ctx->out.generation++;
-	else
-		ctx->cap.generation++;
+	/*
+	 * The buffers made now get this generation (buf_init); those already
+	 * there keep theirs, so CREATE_BUFS never makes them stale.
+	 */
+	qs = V4L2_TYPE_IS_OUTPUT(q->type) ? &ctx->out : &ctx->cap;
+	if (!++qs->generation)
+		qs->generation = 1;
 	return 0;
 }
 
@@ -568,7 +619,13 @@ static int daedalus_queue_setup(struct vb2_queue *q, unsigned int *nbuffers,
  */
 static int daedalus_buf_init(struct vb2_buffer *vb)
 {
+	struct daedalus_ctx *ctx = vb2_get_drv_priv(vb->vb2_queue);
 	struct daedalus_buf *dbuf = vbuf_to_dbuf(to_vb2_v4l2_buffer(vb));
+
+	/* vb2 zeroes a buffer it allocates: the first call names it */
+	if (!dbuf->generation)
+		dbuf->generation = V4L2_TYPE_IS_OUTPUT(vb->vb2_queue->type) ?
+				   ctx->out.generation : ctx->cap.generation;
 
 	/* 0 means "unknown" on the wire */
 	if (!++dbuf->mem_seq)
@@ -584,22 +641,32 @@ static int daedalus_buf_out_validate(struct vb2_buffer *vb)
 	return 0;
 }
 
+bool daedalus_buf_fits(struct vb2_buffer *vb,
+		       const struct v4l2_pix_format_mplane *pix)
+{
+	unsigned int i;
+
+	if (vb->num_planes != pix->num_planes)
+		return false;
+	for (i = 0; i < vb->num_planes; i++)
+		if (vb2_plane_size(vb, i) < pix->plane_fmt[i].sizeimage)
+			return false;
+	return true;
+}
+
+/*
+ * A CAPTURE buffer must hold the layout it will be announced with: the
+ * streaming one, or while CAPTURE is stopped the one STREAMON will fix.
+ */
 static int daedalus_buf_prepare(struct vb2_buffer *vb)
 {
 	struct daedalus_ctx *ctx = vb2_get_drv_priv(vb->vb2_queue);
-	const struct v4l2_pix_format_mplane *pix;
-	unsigned int i;
 
 	if (V4L2_TYPE_IS_OUTPUT(vb->vb2_queue->type))
 		return 0;
-
-	pix = &ctx->cap_alloc_fmt;
-	if (vb->num_planes != pix->num_planes)
-		return -EINVAL;
-	for (i = 0; i < vb->num_planes; i++)
-		if (vb2_plane_size(vb, i) < pix->plane_fmt[i].sizeimage)
-			return -EINVAL;
-	return 0;
+	return daedalus_buf_fits(vb, vb2_is_streaming(vb->vb2_queue) ?
+				 &ctx->cap_stream_fmt : &ctx->cap_fmt) ?
+	       0 : -EINVAL;
 }
 
 static void daedalus_buf_queue(struct vb2_buffer *vb)
@@ -611,7 +678,33 @@ static void daedalus_buf_queue(struct vb2_buffer *vb)
 	if (V4L2_TYPE_IS_OUTPUT(vb->vb2_queue->type))
 		daedalus_session_remember(ctx, vbuf);
 	v4l2_m2m_buf_queue(ctx->fh.m2m_ctx, vbuf);
-	daedalus_session_push(ctx);
+	/* during STREAMON this only queues: start_streaming sends */
+	daedalus_session_push(ctx, daedalus_queue_of(vb->vb2_queue));
+}
+
+/*
+ * CAPTURE STREAMON fixes the layout CAPTURE messages carry (the format
+ * negotiated by now, after a resolution change the new one); buffers
+ * queued before must hold it.
+ */
+static int daedalus_capture_start(struct daedalus_ctx *ctx)
+{
+	struct v4l2_m2m_queue_ctx *q_ctx = &ctx->fh.m2m_ctx->cap_q_ctx;
+	struct v4l2_m2m_buffer *b;
+	unsigned long flags;
+	int ret = 0;
+
+	spin_lock_irqsave(&q_ctx->rdy_spinlock, flags);
+	list_for_each_entry(b, &q_ctx->rdy_queue, list)
+		if (!daedalus_buf_fits(&b->vb.vb2_buf, &ctx->cap_fmt))
+			ret = -EINVAL;
+	spin_unlock_irqrestore(&q_ctx->rdy_spinlock, flags);
+	if (ret)
+		return ret;
+	ctx->cap_stream_fmt = ctx->cap_fmt;
+	ctx->cap.sequence = 0;
+	ctx->change_end_allowed = false;
+	return 0;
 }
 
 static int daedalus_start_streaming(struct vb2_queue *q, unsigned int count)
@@ -620,14 +713,14 @@ static int daedalus_start_streaming(struct vb2_queue *q, unsigned int count)
 	unsigned int queue = daedalus_queue_of(q);
 	int ret = 0;
 
-	if (ctx->dead) {
+	if (ctx->state == DAEDALUS_SESSION_FAILED) {
+		/* dev-decoder.rst: stop both queues to recover */
 		ret = -EIO;
 	} else if (queue == DAEDALUS_QUEUE_OUTPUT) {
 		ret = daedalus_session_start(ctx);
 		ctx->out.sequence = 0;
 	} else {
-		ctx->cap.sequence = 0;
-		ctx->change_end_allowed = false;
+		ret = daedalus_capture_start(ctx);
 	}
 	if (ret) {
 		/* vb2 wants the buffers it handed over back as QUEUED */
@@ -638,7 +731,7 @@ static int daedalus_start_streaming(struct vb2_queue *q, unsigned int count)
 	v4l2_m2m_update_start_streaming_state(ctx->fh.m2m_ctx, q);
 	if (queue == DAEDALUS_QUEUE_CAPTURE)
 		daedalus_session_unpark(ctx);
-	daedalus_session_push(ctx);
+	daedalus_session_push_all(ctx);
 	if (queue == DAEDALUS_QUEUE_CAPTURE && ctx->drain_at_streamon) {
 		ctx->drain_at_streamon = false;
 		if (vb2_is_streaming(&ctx->fh.m2m_ctx->out_q_ctx.q))
@@ -678,7 +771,20 @@ static void daedalus_stop_streaming(struct vb2_queue *q)
 		 * daemon ends the drain itself (see DAEDALUS_K2D_FLUSH).
 		 */
 		ctx->fh.m2m_ctx->last_src_buf = NULL;
+		/*
+		 * dev-decoder.rst, Drain step 3: STREAMOFF(OUTPUT) of a
+		 * stopped decoder starts a seek, after which it decodes again.
+		 */
+		if (!ctx->fh.m2m_ctx->is_draining &&
+		    v4l2_m2m_has_stopped(ctx->fh.m2m_ctx)) {
+			ctx->fh.m2m_ctx->has_stopped = false;
+			vb2_clear_last_buffer_dequeued(daedalus_vq(ctx, DAEDALUS_QUEUE_CAPTURE));
+		}
 	}
+	if (!vb2_is_streaming(daedalus_vq(ctx, queue == DAEDALUS_QUEUE_OUTPUT ?
+					  DAEDALUS_QUEUE_CAPTURE :
+					  DAEDALUS_QUEUE_OUTPUT)))
+		daedalus_session_stopped(ctx);
 }
 
 static const struct vb2_ops daedalus_qops = {
@@ -743,7 +849,7 @@ static void daedalus_default_fmts(struct daedalus_ctx *ctx)
 	daedalus_fill_cap_fmt(&ctx->cap_fmt, V4L2_PIX_FMT_NV12,
 			      out->width, out->height);
 	daedalus_copy_colorimetry(&ctx->cap_fmt, out);
-	ctx->cap_alloc_fmt = ctx->cap_fmt;
+	ctx->cap_stream_fmt = ctx->cap_fmt;
 }
 
 static int daedalus_open(struct file *file)
@@ -757,7 +863,11 @@ static int daedalus_open(struct file *file)
 	if (!ctx)
 		return -ENOMEM;
 	ctx->dev = dev;
-	mutex_init(&ctx->lock);
+	ret = daedalus_session_init(ctx);
+	if (ret) {
+		kfree(ctx);
+		return ret;
+	}
 	v4l2_fh_init(&ctx->fh, video_devdata(file));
 	file->private_data = &ctx->fh;
 
@@ -789,8 +899,7 @@ static int daedalus_open(struct file *file)
 err_hdl:
 	v4l2_ctrl_handler_free(hdl);
 	v4l2_fh_exit(&ctx->fh);
-	mutex_destroy(&ctx->lock);
-	kfree(ctx);
+	daedalus_session_put(ctx);
 	return ret;
 }
 
@@ -798,14 +907,14 @@ static int daedalus_release(struct file *file)
 {
 	struct daedalus_ctx *ctx = fh_to_ctx(file->private_data);
 
-	/* removes the session from the table and takes every buffer back */
+	/* ends the daemon's session and takes every buffer back */
 	daedalus_session_release(ctx);
 
 	daedalus_fh_del(&ctx->fh, file);
 	v4l2_fh_exit(&ctx->fh);
 	v4l2_ctrl_handler_free(&ctx->hdl);
-	mutex_destroy(&ctx->lock);
-	kfree(ctx);
+	/* a daemon reply may still hold the ctx: it sees RELEASED */
+	daedalus_session_put(ctx);
 	return 0;
 }
 

@@ -44,14 +44,15 @@ class Stack:
     def module_loaded(self) -> bool:
         return self.t.run(f"test -d /sys/module/{DRIVER}").ok
 
-    def load_module(self) -> None:
+    def load_module(self, params: str = "") -> None:
+        """Loads the module (with `params`, e.g. "max_sessions=4") unless it is loaded."""
         if self.module_loaded():
             return
         self.t.run("modprobe -a " + " ".join(DEPENDENCIES), check=True)
         if self.t.module.endswith(".ko"):
-            self.t.run(f"insmod {self.t.module}", check=True)
+            self.t.run(f"insmod {self.t.module} {params}", check=True)
         else:
-            self.t.run(f"modprobe {self.t.module}", check=True)
+            self.t.run(f"modprobe {self.t.module} {params}", check=True)
 
     def unload_module(self) -> None:
         if self.module_loaded():

@@ -31,4 +31,5 @@ def test_chan_fault(target, stack, running):
     stack.stop_daemon()
     res = target.run(f"{stack.bin('daedalus-chan-fault')} 2>&1", timeout=600)
     assert res.rc == 0, f"daedalus-chan-fault failed ({res.rc}):\n{res.stdout[-4000:]}"
+    report.figure("daedalus-chan-fault", res.stdout.strip().splitlines()[-1])
     stack.start_daemon()

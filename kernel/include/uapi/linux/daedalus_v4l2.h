@@ -15,8 +15,24 @@
  *     installed in the daemon's own fd table. The daemon maps it once and
  *     caches the mapping keyed by (session, queue, index, generation).
  *
- * Sessions: one per open V4L2 file handle that started streaming. Session ids
- * are never reused while the module is loaded.
+ * Sessions: one per open V4L2 file handle that started streaming. Ids are
+ * handed out cyclically from 1 to 2^31 - 1: an id comes back only after
+ * 2^31 - 2 other sessions. A file handle gets a new id (SESSION_CLOSE of
+ * the old one, then SESSION_OPEN) when it switches codecs and when it
+ * starts again after its session failed. The module parameter max_sessions
+ * bounds how many are open at once.
+ *
+ * Flow control: every session has its own queue of unread kernel->daemon
+ * messages (64). read() returns pending SESSION_CLOSEs first, then one
+ * message of each session in turn, so one session's backlog never delays
+ * another's. Unread messages that a newer one makes pointless are dropped
+ * before the daemon sees them: FLUSH drops the session's unread BITSTREAMs
+ * and FLUSH, CAPTURE_RESET its unread CAPTUREs and CAPTURE_RESET, DRAIN an
+ * unread DRAIN, and a SESSION_CLOSE whose SESSION_OPEN was never read drops
+ * both. So a daemon may see epochs jump by more than one, and never sees a
+ * buffer message that a take-back already superseded. Buffers beyond a
+ * session's queue wait in the kernel until the daemon reads (back-pressure;
+ * nothing fails because the daemon is slow to read).
  *
  * Buffer ownership: a buffer announced by DAEDALUS_K2D_BITSTREAM or
  * DAEDALUS_K2D_CAPTURE belongs to the daemon until it answers with
@@ -31,6 +47,17 @@
  * A reply with the current epoch is validated in full (index owned by the
  * daemon, sizes within the plane, flags allowed in the current state);
  * anything else is -EINVAL and a log line.
+ *
+ * Synchronous take-back (minor >= 3, a daemon that sets
+ * DAEDALUS_HELLO_F_RELEASE_ACK in HELLO): after every FLUSH and every
+ * CAPTURE_RESET the daemon answers DAEDALUS_D2K_RELEASED with the queue and
+ * the message's epoch once it will neither read nor write any buffer of
+ * that queue from an earlier epoch again (mappings may stay cached: the
+ * promise is about accesses, not about mappings). VIDIOC_STREAMOFF, and
+ * close() of a streaming file handle, wait for it, bounded by the module's
+ * daemon_timeout_ms (2 s when that is 0); without it in time the session
+ * fails. A daemon without the flag is not waited for: its buffers go back
+ * to the client at once, whatever it still does with them.
  *
  * Generations: every (re)allocation of a queue's buffers (REQBUFS,
  * CREATE_BUFS) increments the queue's generation. DAEDALUS_IOC_GET_BUF_FD
@@ -64,7 +91,7 @@
 #include <linux/types.h>
 
 #define DAEDALUS_PROTO_VERSION_MAJOR	1
-#define DAEDALUS_PROTO_VERSION_MINOR	2
+#define DAEDALUS_PROTO_VERSION_MINOR	3
 
 #define DAEDALUS_MSG_SIZE		128
 #define DAEDALUS_MAX_PLANES		3
@@ -167,6 +194,11 @@ struct daedalus_k2d_epoch {		/* CAPTURE_RESET, FLUSH */
 #define DAEDALUS_D2K_FORMAT		103
 /* The session cannot continue; the kernel errors both queues. */
 #define DAEDALUS_D2K_SESSION_ERROR	104
+/*
+ * Minor >= 3, DAEDALUS_HELLO_F_RELEASE_ACK: the daemon is done with every
+ * buffer of the queue from before the epoch (see "Synchronous take-back").
+ */
+#define DAEDALUS_D2K_RELEASED		105
 
 /* bitstream_done.flags */
 #define DAEDALUS_BITSTREAM_F_ERROR	(1U << 0)	/* corrupt, not decoded */
@@ -220,6 +252,12 @@ struct daedalus_d2k_session_error {
 	__u32 reserved[7];
 };
 
+struct daedalus_d2k_released {
+	__u32 queue;			/* DAEDALUS_QUEUE_* */
+	__u32 epoch;			/* of the FLUSH or CAPTURE_RESET answered */
+	__u32 reserved[6];
+};
+
 /* One message, both directions: a fixed DAEDALUS_MSG_SIZE bytes. */
 struct daedalus_msg {
 	__u32 type;			/* DAEDALUS_K2D_* or DAEDALUS_D2K_* */
@@ -234,6 +272,7 @@ struct daedalus_msg {
 		struct daedalus_d2k_frame_done frame_done;
 		struct daedalus_d2k_format format;
 		struct daedalus_d2k_session_error session_error;
+		struct daedalus_d2k_released released;
 		__u8 raw[DAEDALUS_MSG_SIZE - 16];
 	};
 };
@@ -248,7 +287,7 @@ struct daedalus_hello {
 	__u32 msg_size;			/* out: sizeof(struct daedalus_msg) */
 	__u32 num_coded_formats;	/* in: 1..DAEDALUS_MAX_CODED_FORMATS */
 	__u32 coded_formats[DAEDALUS_MAX_CODED_FORMATS];	/* in: fourccs */
-	__u32 flags;			/* in: 0 */
+	__u32 flags;			/* in: DAEDALUS_HELLO_F_* */
 	/*
 	 * in (minor >= 1): bit i set: the daemon parses coded_formats[i] from
 	 * OUTPUT buffers of any chunking, so the format is advertised with
@@ -274,6 +313,13 @@ struct daedalus_buf_fd {
 	 */
 	__u32 mem_seq;
 };
+
+/*
+ * hello.flags (minor >= 3; a minor-2 kernel rejects any flag with -EINVAL:
+ * retry without). RELEASE_ACK: the daemon answers every FLUSH and
+ * CAPTURE_RESET with DAEDALUS_D2K_RELEASED, and the kernel waits for it.
+ */
+#define DAEDALUS_HELLO_F_RELEASE_ACK	(1U << 0)
 
 #define DAEDALUS_IOC_MAGIC	'D'
 /* Version handshake and codec announcement; required before read/write. */
