@@ -538,6 +538,8 @@ static void daedalus_fill_bitstream(struct daedalus_ctx *ctx,
 	bs->generation = vbuf_to_dbuf(to_vb2_v4l2_buffer(vb))->generation;
 	bs->epoch = ctx->out.epoch;
 	bs->bytesused = vb2_get_plane_payload(vb, 0);
+	/* vb2 checked it is below bytesused (when there is a payload) */
+	bs->data_offset = vb->planes[0].data_offset;
 	bs->length = vb2_plane_size(vb, 0);
 	bs->mem_seq = vbuf_to_dbuf(to_vb2_v4l2_buffer(vb))->mem_seq;
 }
@@ -688,10 +690,21 @@ static void daedalus_session_park(struct daedalus_ctx *ctx,
 				  enum vb2_buffer_state state)
 {
 	struct v4l2_m2m_ctx *m2m_ctx = ctx->fh.m2m_ctx;
+	struct vb2_queue *q = vbuf->vb2_buf.vb2_queue;
 
 	daedalus_session_unpark(ctx);
+	/*
+	 * Before the format is known, never the client's last free buffer
+	 * (all the others are queued): with one OUTPUT buffer, or headers
+	 * spread over several small buffers of a continuous bytestream, it
+	 * needs this one back to send what the daemon needs before it can
+	 * say the format. Once it is known, the source change tells the
+	 * client to start CAPTURE, which gives the parked buffer back.
+	 */
 	if (vb2_is_streaming(&m2m_ctx->cap_q_ctx.q) ||
-	    v4l2_m2m_num_src_bufs_ready(m2m_ctx)) {
+	    v4l2_m2m_num_src_bufs_ready(m2m_ctx) ||
+	    (!ctx->stream_known &&
+	     vb2_get_num_buffers(q) <= q->queued_count)) {
 		v4l2_m2m_buf_done(vbuf, state);
 		return;
 	}

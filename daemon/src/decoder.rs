@@ -56,6 +56,10 @@ pub struct Decoder {
     // the get_buffer2 hook whose pool it points to.
     inner: ffmpeg_next::decoder::Video,
     _lend: Option<LendHook>,
+    /// What `open` was given, for `reopen`.
+    codec: Codec,
+    threads: u32,
+    pool: Option<CapturePool>,
 }
 
 impl Decoder {
@@ -69,9 +73,23 @@ impl Decoder {
     ) -> Result<Decoder, DecoderError> {
         let mut hook = None;
         let inner = open_video(codec, threading::Type::Frame, threads, |ctx| {
-            hook = lend.map(|pool| LendHook::install(ctx, pool));
+            hook = lend.clone().map(|pool| LendHook::install(ctx, pool));
         })?;
-        Ok(Decoder { inner, _lend: hook })
+        Ok(Decoder {
+            inner,
+            _lend: hook,
+            codec,
+            threads,
+            pool: lend,
+        })
+    }
+
+    /// Replaces the FFmpeg context by a fresh one with the same settings.
+    /// Freeing the old context joins its frame threads and drops every
+    /// frame it and they still reference. On error the old one stays.
+    pub fn reopen(&mut self) -> Result<(), DecoderError> {
+        *self = Decoder::open(self.codec, self.threads, self.pool.clone())?;
+        Ok(())
     }
 
     /// Gives FFmpeg one packet (copied: FFmpeg needs its own padded buffer).
@@ -97,7 +115,10 @@ impl Decoder {
         }
     }
 
-    /// Drops everything FFmpeg holds and leaves draining mode.
+    /// Drops everything FFmpeg holds and leaves draining mode. With frame
+    /// threads, `avcodec_flush_buffers` first waits until every thread has
+    /// finished the frame it was decoding, then flushes each thread's
+    /// context: when it returns no thread writes a frame any more.
     pub fn flush(&mut self) {
         self.inner.flush();
     }

@@ -36,6 +36,21 @@
 //!   client swapped out. When the client later queues that dma-buf again,
 //!   under any index, it is busy until FFmpeg lets go, like a buffer queued
 //!   again under its own index (slots know their dma-buf by its inode).
+//! - Take-back: the kernel's CAPTURE_RESET takes every CAPTURE buffer back,
+//!   lent or not. [`CapturePool::reset`] forgets the unlent ones at once;
+//!   a lent one stays known until FFmpeg drops it, and until then a frame
+//!   thread may still be writing it or reading it as a reference. When the
+//!   daemon has promised synchronous take-backs (HELLO with
+//!   `DAEDALUS_HELLO_F_RELEASE_ACK`: the kernel's STREAMOFF waits for
+//!   RELEASED so that no buffer is touched after it returns), the session
+//!   therefore answers a CAPTURE_RESET only once [`CapturePool::lent_count`]
+//!   is 0: if anything is lent it drops the pending frames that live in lent
+//!   memory ([`CapturePool::in_lent_memory`]) and flushes the decoder,
+//!   which waits for its frame threads and drops its references (a decoder
+//!   that keeps some through a flush, as FFmpeg's VP9 does, is replaced by
+//!   a fresh context), and decoding restarts at the next keyframe (see
+//!   `session`). The copy path (NV12, P010, and YUV420 when nothing is
+//!   lent) loses nothing.
 
 use crate::mapping::{Identity, Mapping};
 use daedalus_proto::{fourcc, Capture};
@@ -420,10 +435,22 @@ impl CapturePool {
         })
     }
 
-    /// Buffers FFmpeg holds now.
-    #[cfg(test)]
+    /// Buffers FFmpeg holds now (of any epoch).
     pub fn lent_count(&self) -> usize {
         self.shared.lock().slots.values().filter(|s| s.lent).count()
+    }
+
+    /// Whether `addr` lies in the memory of a lent buffer, of any epoch
+    /// (a frame there holds a lease).
+    pub fn in_lent_memory(&self, addr: usize) -> bool {
+        let st = self.shared.lock();
+        st.slots.values().any(|s| {
+            s.lent
+                && s.memory.as_ref().is_some_and(|(m, base)| {
+                    let len = m.lock().unwrap_or_else(PoisonError::into_inner).len();
+                    addr >= *base && addr - *base < len
+                })
+        })
     }
 }
 
@@ -510,10 +537,15 @@ mod tests {
                 .map(|c| c.index),
             Some(held.cap.index)
         );
-        // After a reset a lent buffer is forgotten once FFmpeg drops it.
+        // After a reset a lent buffer is forgotten once FFmpeg drops it;
+        // until then its memory still counts as lent.
         pool.reset();
         assert!(pool.take_free(|_| true).is_none());
+        let (b_base, _) = b.memory();
+        assert!(pool.in_lent_memory(b_base as usize + 1000));
+        assert!(!pool.in_lent_memory(base as usize), "a's lease is gone");
         drop(b);
+        assert!(!pool.in_lent_memory(b_base as usize + 1000));
         assert_eq!(pool.lent_count(), 0);
         assert!(pool.take_all().is_empty());
     }

@@ -7,13 +7,23 @@
 //! calls block for milliseconds per frame, and one slow or stuck stream must
 //! not delay another session's buffers; a panic in a session also stays on
 //! its thread (caught there and reported as SESSION_ERROR).
+//!
+//! A session's messages are applied, and its buffers read and written, on
+//! its thread only (FFmpeg's frame threads aside, see `lending`); that is
+//! what lets it answer a take-back with RELEASED right after applying it
+//! (see `session`). A take-back for a session without a thread (its
+//! SESSION_OPEN failed, or the thread ended after a panic, having dropped
+//! the session first) is answered here: nothing of it touches a buffer.
 
 use crate::config::{Codec, Config};
 use crate::convert::Converter;
 use crate::decoder;
 use crate::session::{Session, SessionConfig, SessionStats};
 use crate::transport::Transport;
-use daedalus_proto::{Channel, ChannelError, DaemonBody, DaemonMsg, KernelBody, KernelMsg};
+use daedalus_proto::uapi::DAEDALUS_HELLO_F_RELEASE_ACK;
+use daedalus_proto::{
+    Channel, ChannelError, DaemonBody, DaemonMsg, HelloInfo, KernelBody, KernelMsg, Queue,
+};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -179,6 +189,55 @@ fn poll_wait(watchdog: Option<Duration>, since_ping: Duration, since_status: Dur
     Duration::from_millis(due.as_micros().div_ceil(1000) as u64).max(Duration::from_millis(1))
 }
 
+/// HELLO with everything this daemon offers, stepping down for older
+/// kernels, which answer EINVAL to what they do not know: a minor-2 kernel
+/// to any `hello.flags` (RELEASE_ACK), a minor-0 one also to the continuous
+/// byte-stream mask. `hello(continuous, flags)` says HELLO once. Returns the
+/// kernel's answer and whether take-backs are acknowledged (RELEASED).
+fn hello_stepping_down(
+    continuous: u32,
+    mut hello: impl FnMut(u32, u32) -> Result<HelloInfo, ChannelError>,
+) -> Result<(HelloInfo, bool), ChannelError> {
+    let refused = |r: &Result<HelloInfo, ChannelError>| {
+        matches!(
+            r,
+            Err(ChannelError::Hello {
+                source: Errno::EINVAL,
+                ..
+            })
+        )
+    };
+    let first = hello(continuous, DAEDALUS_HELLO_F_RELEASE_ACK);
+    if !refused(&first) {
+        return first.map(|h| (h, true));
+    }
+    // A protocol 1.0-1.2 module: STREAMOFF does not wait for this daemon.
+    log::info!("kernel module predates synchronous take-backs (RELEASED); not confirming them");
+    let second = hello(continuous, 0);
+    if continuous == 0 || !refused(&second) {
+        return second.map(|h| (h, false));
+    }
+    // A protocol 1.0 module: it has no field for the mask.
+    log::info!("kernel module predates continuous byte streams; not advertised");
+    hello(0, 0).map(|h| (h, false))
+}
+
+/// The RELEASED answer to a take-back: FLUSH (OUTPUT) or CAPTURE_RESET
+/// (CAPTURE), with the message's epoch.
+fn release_for(body: &KernelBody) -> Option<DaemonBody> {
+    match *body {
+        KernelBody::Flush { epoch } => Some(DaemonBody::Released {
+            queue: Queue::Output,
+            epoch,
+        }),
+        KernelBody::CaptureReset { epoch } => Some(DaemonBody::Released {
+            queue: Queue::Capture,
+            epoch,
+        }),
+        _ => None,
+    }
+}
+
 fn notify(states: &[sd_notify::NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(states) {
         log::debug!("sd_notify: {e}");
@@ -213,6 +272,10 @@ pub(crate) fn session_thread(
                     session.pump();
                 }
             }));
+            // The session (decoder, frame threads, mappings) goes before the
+            // receiver: once the main thread cannot send to this thread any
+            // more, nothing of the session touches a buffer (see `dispatch`).
+            drop(session);
             if result.is_err() {
                 log::error!("session {id}: panicked; reporting SESSION_ERROR");
                 let msg = DaemonMsg {
@@ -223,6 +286,7 @@ pub(crate) fn session_thread(
                     log::warn!("session {id}: SESSION_ERROR not sent: {e}");
                 }
             }
+            drop(rx);
         })
 }
 
@@ -255,23 +319,20 @@ impl Service {
             .enumerate()
             .filter(|(_, c)| crate::bytestream::ByteStream::new(**c).is_some())
             .fold(0u32, |mask, (i, _)| mask | 1 << i);
-        let hello = match channel.hello_with(&fourccs, continuous) {
-            Err(ChannelError::Hello {
-                source: Errno::EINVAL,
-                ..
-            }) if continuous != 0 => {
-                // A protocol 1.0 module: it has no field for the mask.
-                log::info!("kernel module predates continuous byte streams; not advertised");
-                channel.hello(&fourccs)?
-            }
-            other => other?,
-        };
+        let (hello, release_ack) = hello_stepping_down(continuous, |mask, flags| {
+            channel.hello_flags(&fourccs, mask, flags)
+        })?;
         log::info!(
-            "connected to {} (protocol {}.{}), codecs {:?}",
+            "connected to {} (protocol {}.{}), codecs {:?}, take-backs {}",
             config.device.display(),
             hello.version_major,
             hello.version_minor,
-            codecs
+            codecs,
+            if release_ack {
+                "confirmed (RELEASED)"
+            } else {
+                "not confirmed"
+            }
         );
         Ok(Service {
             signals,
@@ -281,6 +342,7 @@ impl Service {
                 threads: config.decoder.threads.0,
                 max_pending_frames: config.decoder.max_pending_frames.0 as usize,
                 zero_copy: config.decoder.zero_copy,
+                release_ack,
             },
             sessions: HashMap::new(),
             finished: Vec::new(),
@@ -346,14 +408,30 @@ impl Service {
             if !close {
                 log::debug!("message for unknown session {id}: {:?}", msg.body);
             }
+            self.release_orphan(id, &msg.body);
             return;
         };
         if handle.tx.send(Command::Message(msg.body)).is_err() {
             log::warn!("session {id}: thread is gone; dropping it");
             self.retire(id);
+            self.release_orphan(id, &msg.body);
         } else if close {
             log::info!("session {id}: closed");
             self.retire(id);
+        }
+    }
+
+    /// Answers a take-back of a session that has no thread (never started,
+    /// or ended and dropped its state): it holds no buffer, so the kernel's
+    /// STREAMOFF need not wait out its timeout.
+    fn release_orphan(&self, session: u32, body: &KernelBody) {
+        if !self.session_config.release_ack {
+            return;
+        }
+        if let Some(body) = release_for(body) {
+            if let Err(e) = self.channel.send(&DaemonMsg { session, body }) {
+                log::debug!("session {session}: {body:?} not accepted: {e}");
+            }
         }
     }
 
@@ -502,6 +580,115 @@ impl Service {
             let _ = t.join();
         }
         log::info!("stopped");
+    }
+}
+
+#[cfg(test)]
+mod hello_tests {
+    use super::*;
+
+    fn answer(minor: u32) -> HelloInfo {
+        HelloInfo {
+            version_major: 1,
+            version_minor: minor,
+            msg_size: daedalus_proto::MSG_SIZE as u32,
+        }
+    }
+
+    fn refused(source: Errno) -> ChannelError {
+        ChannelError::Hello {
+            major: 1,
+            minor: 3,
+            source,
+        }
+    }
+
+    /// A kernel of protocol minor `minor` as far as HELLO is concerned.
+    fn kernel(
+        minor: u32,
+        calls: &mut Vec<(u32, u32)>,
+    ) -> impl FnMut(u32, u32) -> Result<HelloInfo, ChannelError> + '_ {
+        move |mask, flags| {
+            calls.push((mask, flags));
+            if (flags != 0 && minor < 3) || (mask != 0 && minor < 1) {
+                Err(refused(Errno::EINVAL))
+            } else {
+                Ok(answer(minor))
+            }
+        }
+    }
+
+    #[test]
+    fn release_ack_is_announced_and_dropped_for_older_kernels() {
+        let ack = DAEDALUS_HELLO_F_RELEASE_ACK;
+        let mut calls = Vec::new();
+        let (h, acks) = hello_stepping_down(0b11, kernel(3, &mut calls)).unwrap();
+        assert_eq!((h.version_minor, acks), (3, true));
+        assert_eq!(calls, [(0b11, ack)]);
+
+        let mut calls = Vec::new();
+        let (h, acks) = hello_stepping_down(0b11, kernel(2, &mut calls)).unwrap();
+        assert_eq!((h.version_minor, acks), (2, false));
+        assert_eq!(calls, [(0b11, ack), (0b11, 0)]);
+
+        let mut calls = Vec::new();
+        let (h, acks) = hello_stepping_down(0b11, kernel(0, &mut calls)).unwrap();
+        assert_eq!((h.version_minor, acks), (0, false));
+        assert_eq!(calls, [(0b11, ack), (0b11, 0), (0, 0)]);
+
+        // No mask to drop: a refusal without flags is final.
+        let mut calls = Vec::new();
+        let err = hello_stepping_down(0, |mask, flags| {
+            calls.push((mask, flags));
+            Err::<HelloInfo, _>(refused(Errno::EINVAL))
+        })
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ChannelError::Hello {
+                source: Errno::EINVAL,
+                ..
+            }
+        ));
+        assert_eq!(calls, [(0, ack), (0, 0)]);
+    }
+
+    #[test]
+    fn other_hello_errors_are_not_retried() {
+        let mut calls = 0;
+        let err = hello_stepping_down(1, |_, _| {
+            calls += 1;
+            Err::<HelloInfo, _>(refused(Errno::EPROTONOSUPPORT))
+        })
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ChannelError::Hello {
+                source: Errno::EPROTONOSUPPORT,
+                ..
+            }
+        ));
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn take_backs_are_answered_with_their_queue_and_epoch() {
+        assert_eq!(
+            release_for(&KernelBody::Flush { epoch: 3 }),
+            Some(DaemonBody::Released {
+                queue: Queue::Output,
+                epoch: 3
+            })
+        );
+        assert_eq!(
+            release_for(&KernelBody::CaptureReset { epoch: 8 }),
+            Some(DaemonBody::Released {
+                queue: Queue::Capture,
+                epoch: 8
+            })
+        );
+        assert_eq!(release_for(&KernelBody::Drain), None);
+        assert_eq!(release_for(&KernelBody::SessionClose), None);
     }
 }
 

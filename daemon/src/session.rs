@@ -12,6 +12,34 @@
 //! Nothing here trusts the bitstream: FFmpeg errors cost the packet
 //! (BITSTREAM_DONE with ERROR) or the frame (FRAME_DONE with ERROR), never
 //! the session.
+//!
+//! Synchronous take-back (`SessionConfig::release_ack`, the kernel accepted
+//! `DAEDALUS_HELLO_F_RELEASE_ACK`): the kernel's STREAMOFF waits for a
+//! RELEASED answer to its FLUSH / CAPTURE_RESET, which promises that no
+//! buffer of that queue from an earlier epoch is read or written again, so
+//! nothing touches a buffer after STREAMOFF has returned it to the client.
+//! Every access the daemon itself makes happens on the session's one thread
+//! (`apply` and `pump` alternate there, see `service`): OUTPUT buffers are
+//! read only inside `feed`, whose parser and packets copy the bytes, and
+//! CAPTURE buffers are written only inside `deliver` (plugin kernels return
+//! when they are done). So by the time `apply` sees the take-back, the
+//! daemon's own accesses are over, and:
+//! - FLUSH: once `input`, `parsed` and the parser are cleared (the decoder
+//!   is flushed as the seek asks anyway) nothing refers to an old OUTPUT
+//!   buffer; RELEASED goes at once.
+//! - CAPTURE_RESET: FFmpeg's frame threads are the only other party, and
+//!   only in zero-copy YUV420 buffers lent to them (`lending`). If none is
+//!   lent (NV12, P010, the usual case) RELEASED goes at once and no frame is
+//!   lost. If some are, the pending frames in lent memory are dropped, the
+//!   decoder is flushed (waiting for its frame threads, dropping its
+//!   reference frames, hence the leases; where FFmpeg keeps some through a
+//!   flush, as VP9 does, the context is replaced) and restarts at the next
+//!   keyframe as after a seek; RELEASED follows once no lease is left. Cost:
+//!   a YUV420 client that restarts CAPTURE mid-stream loses the frames up to
+//!   the next keyframe.
+//!
+//! SESSION_CLOSE gets no answer: the kernel sends FLUSH and CAPTURE_RESET
+//! before it for queues that are streaming, and waits for those.
 
 use crate::buffers::BufferCache;
 use crate::bytestream::ByteStream;
@@ -33,6 +61,7 @@ use daedalus_proto::{
 };
 use ffmpeg_next::frame;
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use thiserror::Error;
@@ -69,6 +98,9 @@ pub struct SessionConfig {
     pub max_pending_frames: usize,
     /// Let FFmpeg decode into YUV420 CAPTURE buffers where that is safe.
     pub zero_copy: bool,
+    /// The kernel accepted `DAEDALUS_HELLO_F_RELEASE_ACK`: answer every
+    /// FLUSH and CAPTURE_RESET with RELEASED (see the module doc).
+    pub release_ack: bool,
 }
 
 /// Counters the main loop reads for STATUS=.
@@ -247,6 +279,14 @@ impl Session {
         }));
     }
 
+    /// Answers a take-back (see the module doc); only after HELLO with
+    /// `DAEDALUS_HELLO_F_RELEASE_ACK`, which the kernel otherwise rejects.
+    fn released(&self, queue: Queue, epoch: u32) {
+        if self.config.release_ack {
+            self.reply(DaemonBody::Released { queue, epoch });
+        }
+    }
+
     fn bitstream_done(&self, b: &Bitstream, flags: u32) {
         self.reply(DaemonBody::BitstreamDone(BitstreamDone {
             index: b.index,
@@ -279,6 +319,9 @@ impl Session {
                 self.empty_drain_end = false;
                 self.pending.iter_mut().for_each(|p| p.drain_end = false);
                 self.input.retain(|i| !matches!(i, Input::Drain));
+                if self.config.release_ack {
+                    self.release_capture(epoch);
+                }
             }
             KernelBody::Drain => self.input.push_back(Input::Drain),
             KernelBody::Flush { epoch } => {
@@ -301,6 +344,70 @@ impl Session {
                 if drain_open {
                     self.empty_drain_end = true;
                 }
+                // Nothing left refers to an OUTPUT buffer of an older epoch
+                // (the parser and FFmpeg hold copies of the bytes).
+                self.released(Queue::Output, epoch);
+            }
+        }
+    }
+
+    /// CAPTURE_RESET's RELEASED, once no buffer of an older CAPTURE epoch
+    /// can be touched any more (see the module doc): at once when nothing
+    /// is lent to FFmpeg, else after taking every lease back.
+    fn release_capture(&mut self, epoch: u32) {
+        let lent = self.captures.lent_count();
+        if lent > 0 {
+            log::debug!(
+                "session {}: CAPTURE_RESET with {lent} buffers lent to FFmpeg: \
+                 flushing the decoder, restarting at the next keyframe",
+                self.id
+            );
+            self.reclaim_lent_buffers();
+        }
+        let lent = self.captures.lent_count();
+        if lent > 0 {
+            // Only if the decoder could not be replaced (allocation failure):
+            // no false promise; the kernel fails the session when RELEASED
+            // does not come in time.
+            log::error!(
+                "session {}: FFmpeg still holds {lent} CAPTURE buffers after CAPTURE_RESET; \
+                 not confirming the take-back",
+                self.id
+            );
+            return;
+        }
+        self.released(Queue::Capture, epoch);
+    }
+
+    /// Makes FFmpeg let go of every lent CAPTURE buffer: pending frames that
+    /// live in one are dropped (each holds a lease), the decoder is flushed
+    /// (its frame threads finish, its reference frames go) and restarts at
+    /// the next keyframe. A decoder may keep frames through a flush: FFmpeg's
+    /// VP9 keeps the references it set up for the next frame (`next_refs`)
+    /// until it decodes one, so then a fresh context replaces it (freeing
+    /// the old one joins its threads and drops every frame it holds). That
+    /// is only a second step: a new context also forgets parameter sets,
+    /// which a VP9 keyframe carries but an H.264/HEVC one need not.
+    fn reclaim_lent_buffers(&mut self) {
+        let captures = &self.captures;
+        self.pending.retain(|p| {
+            let f = &p.frame;
+            !(0..f.planes()).any(|i| captures.in_lent_memory(f.data(i).as_ptr() as usize))
+        });
+        self.decoder.flush();
+        self.skip_to_keyframe = true;
+        // The flush also ended FFmpeg's draining; the kernel cancelled the
+        // drain with the reset, so nothing waits for its end.
+        self.drain = Drain::Idle;
+        let kept = self.captures.lent_count();
+        if kept > 0 {
+            log::debug!(
+                "session {}: FFmpeg kept {kept} lent CAPTURE buffers through the flush; \
+                 replacing the decoder context",
+                self.id
+            );
+            if let Err(e) = self.decoder.reopen() {
+                log::error!("session {}: {e}", self.id);
             }
         }
     }
@@ -349,6 +456,12 @@ impl Session {
     #[cfg(test)]
     pub fn pending_frames(&self) -> usize {
         self.pending.len()
+    }
+
+    /// The session's CAPTURE pool (tests watch what FFmpeg holds).
+    #[cfg(test)]
+    pub fn capture_pool(&self) -> CapturePool {
+        self.captures.clone()
     }
 
     fn take_free(&mut self) -> Option<Capture> {
@@ -813,7 +926,8 @@ impl Session {
         let Some(stream) = self.stream.as_mut() else {
             return false;
         };
-        let Some(mapping) = Self::output_mapping(self.id, &mut self.cache, &*self.transport, b)
+        let Some((mapping, range)) =
+            Self::output_mapping(self.id, &mut self.cache, &*self.transport, b)
         else {
             return false;
         };
@@ -822,9 +936,8 @@ impl Session {
         } else {
             None
         };
-        let n = b.bytesused as usize;
         let probed = mapping.with_cpu_access(|m| {
-            let bytes = &m.bytes()[..n];
+            let bytes = &m.bytes()[range];
             let completed = stream.push(bytes, b.timestamp_ns);
             // A buffer of several access units (v4l2-ctl puts a whole file
             // in one): the first has the headers; the probe decoding all the
@@ -840,13 +953,15 @@ impl Session {
         true
     }
 
-    /// The mapping of OUTPUT buffer `b` if `bytesused` lies inside it.
+    /// The mapping of OUTPUT buffer `b` and its bitstream's byte range
+    /// `[data_offset, bytesused)`, if that range is not empty and lies inside
+    /// the buffer (callers handle `bytesused == 0` before).
     fn output_mapping<'c>(
         id: u32,
         cache: &'c mut BufferCache,
         transport: &dyn Transport,
         b: &Bitstream,
-    ) -> Option<&'c mut crate::mapping::Mapping> {
+    ) -> Option<(&'c mut Mapping, Range<usize>)> {
         let buf = BufferRef {
             session: id,
             queue: Queue::Output,
@@ -871,14 +986,24 @@ impl Session {
             );
             return None;
         }
-        Some(mapping)
+        // `decode` already refused this; a `Bitstream` built elsewhere may not
+        // have been checked, and an empty slice would mean EOF to FFmpeg.
+        if b.data_offset >= b.bytesused {
+            log::warn!(
+                "session {id}: bitstream {} data_offset {} not below bytesused {}",
+                b.index,
+                b.data_offset,
+                b.bytesused
+            );
+            return None;
+        }
+        Some((mapping, b.data_offset as usize..b.bytesused as usize))
     }
 
     /// Maps the OUTPUT buffer and gives its bytes to FFmpeg; None if the
     /// buffer cannot be read.
     fn send_bitstream(&mut self, b: &Bitstream) -> Option<Sent> {
-        let mapping = Self::output_mapping(self.id, &mut self.cache, &*self.transport, b)?;
-        let n = b.bytesused as usize;
+        let (mapping, range) = Self::output_mapping(self.id, &mut self.cache, &*self.transport, b)?;
         let decoder = &mut self.decoder;
         let probe = if self.announced.is_none() {
             self.probe.as_mut()
@@ -886,7 +1011,7 @@ impl Session {
             None
         };
         let (sent, probed) = mapping.with_cpu_access(|m| {
-            let bytes = &m.bytes()[..n];
+            let bytes = &m.bytes()[range];
             let probed = probe.and_then(|p| p.probe(bytes));
             (decoder.send(bytes, b.timestamp_ns as i64), probed)
         });

@@ -8,14 +8,15 @@
 
 use crate::config::Codec;
 use crate::convert::{ConvertError, Converter, Cpu};
+use crate::lending::CapturePool;
 use crate::mapping::test_memfd;
 use crate::session::{Session, SessionConfig, SessionStats};
 use crate::transport::Transport;
 use daedalus_fourier_cpu::kernels::{Dst, Src};
 use daedalus_proto::uapi::*;
 use daedalus_proto::{
-    fourcc, BufferRef, Capture, ChannelError, DaemonBody, DaemonMsg, Format, KernelBody, Queue,
-    SessionOpen,
+    fourcc, BufferRef, Capture, ChannelError, DaemonBody, DaemonMsg, Format, KernelBody, KernelMsg,
+    Queue, SessionOpen,
 };
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -38,6 +39,10 @@ type FakeBuffer = (OwnedFd, u32, u32, u32);
 struct FakeTransport {
     buffers: Mutex<HashMap<(Queue, u32, u32), FakeBuffer>>,
     sent: Mutex<Vec<DaemonMsg>>,
+    /// When set: the session's CAPTURE pool, watched at every RELEASED.
+    pool: Mutex<Option<CapturePool>>,
+    /// Each RELEASED sent, with the buffers FFmpeg held at that moment.
+    releases: Mutex<Vec<(DaemonBody, usize)>>,
 }
 
 impl Transport for FakeTransport {
@@ -45,6 +50,15 @@ impl Transport for FakeTransport {
         // Through the wire form, as on the real channel.
         let decoded = DaemonMsg::decode(&msg.encode())
             .map_err(|_| ChannelError::Io(nix::errno::Errno::EINVAL))?;
+        if let DaemonBody::Released { .. } = decoded.body {
+            let lent = self
+                .pool
+                .lock()
+                .unwrap()
+                .as_ref()
+                .map_or(0, |p| p.lent_count());
+            self.releases.lock().unwrap().push((decoded.body, lent));
+        }
         self.sent.lock().unwrap().push(decoded);
         Ok(())
     }
@@ -182,6 +196,13 @@ struct FakeKernel {
     /// Queue another dma-buf each time a buffer is queued again (what a
     /// DMABUF client importing from a pool of its own may do).
     swap_memory: bool,
+    /// HELLO announced DAEDALUS_HELLO_F_RELEASE_ACK (and the kernel took it).
+    release_ack: bool,
+    /// RELEASED answers received: (queue, epoch).
+    released: Vec<(Queue, u32)>,
+    /// Bytes of junk the client puts before the bitstream of every OUTPUT
+    /// buffer (`v4l2_plane.data_offset`).
+    junk_prefix: usize,
     stats: Arc<SessionStats>,
 }
 
@@ -197,7 +218,12 @@ impl FakeKernel {
 
     /// With zero-copy YUV420 off (the daemon's `decoder.zero_copy = false`).
     fn copying(codec: Codec, cap: CapFormat) -> FakeKernel {
-        Self::build(codec, cap, Arc::new(Cpu::default()), 16, false)
+        Self::build(codec, cap, Arc::new(Cpu::default()), 16, false, true)
+    }
+
+    /// A kernel older than protocol 1.3 (HELLO without RELEASE_ACK).
+    fn without_release_ack(codec: Codec, cap: CapFormat) -> FakeKernel {
+        Self::build(codec, cap, Arc::new(Cpu::default()), 16, true, false)
     }
 
     fn with_converter(
@@ -206,7 +232,7 @@ impl FakeKernel {
         converter: Arc<dyn Converter>,
         max_pending: usize,
     ) -> FakeKernel {
-        Self::build(codec, cap, converter, max_pending, true)
+        Self::build(codec, cap, converter, max_pending, true, true)
     }
 
     fn build(
@@ -215,6 +241,7 @@ impl FakeKernel {
         converter: Arc<dyn Converter>,
         max_pending: usize,
         zero_copy: bool,
+        release_ack: bool,
     ) -> FakeKernel {
         quiet_ffmpeg();
         let transport = Arc::new(FakeTransport::default());
@@ -227,6 +254,7 @@ impl FakeKernel {
             threads: 2,
             max_pending_frames: max_pending,
             zero_copy,
+            release_ack,
         };
         let stats = Arc::new(SessionStats::default());
         let session = Session::new(
@@ -270,14 +298,24 @@ impl FakeKernel {
             read_back: true,
             capture_buffers: CAPTURE_BUFFERS,
             swap_memory: false,
+            release_ack,
+            released: Vec::new(),
+            junk_prefix: 0,
             stats,
         };
         k.allocate_capture(cap);
         k
     }
 
+    /// Through the wire form, as on the real channel (`decode` validates).
     fn send(&mut self, body: KernelBody) {
-        self.session.apply(body);
+        let wire = KernelMsg {
+            session: SESSION,
+            body,
+        }
+        .encode();
+        let msg = KernelMsg::decode(&wire).expect("the fake kernel sends valid messages");
+        self.session.apply(msg.body);
     }
 
     fn allocate_capture(&mut self, cap: CapFormat) {
@@ -471,6 +509,15 @@ impl FakeKernel {
                     }
                 }
                 DaemonBody::SessionError { .. } => self.session_errors += 1,
+                DaemonBody::Released { queue, epoch } => {
+                    assert!(self.release_ack, "RELEASED without RELEASE_ACK in HELLO");
+                    let current = match queue {
+                        Queue::Output => self.output_epoch,
+                        Queue::Capture => self.capture_epoch,
+                    };
+                    assert!(epoch <= current, "RELEASED of a future epoch {epoch}");
+                    self.released.push((queue, epoch));
+                }
             }
         }
         n
@@ -480,24 +527,26 @@ impl FakeKernel {
         let Some(index) = self.out_free.pop_front() else {
             return false;
         };
-        let data = &data[..data.len().min(OUTPUT_LEN as usize)];
+        // An empty buffer has no room for a header (vb2: data_offset < bytesused).
+        let prefix = if data.is_empty() { 0 } else { self.junk_prefix };
+        let data = &data[..data.len().min(OUTPUT_LEN as usize - prefix)];
         if self.swap_memory {
             self.transport.swap(Queue::Output, index, 0);
         }
-        self.transport
-            .file(Queue::Output, index, 0)
-            .write_all_at(data, 0)
-            .unwrap();
+        let file = self.transport.file(Queue::Output, index, 0);
+        file.write_all_at(&junk(prefix, ts), 0).unwrap();
+        file.write_all_at(data, prefix as u64).unwrap();
         self.in_flight_output += 1;
         self.send(KernelBody::Bitstream(daedalus_proto::Bitstream {
             timestamp_ns: ts,
             index,
             generation: self.out_generation,
             epoch: self.output_epoch,
-            bytesused: data.len() as u32,
+            bytesused: (prefix + data.len()) as u32,
             length: OUTPUT_LEN,
             flags: 0,
             mem_seq: self.transport.mem_seq(Queue::Output, index, 0),
+            data_offset: prefix as u32,
         }));
         true
     }
@@ -1106,6 +1155,21 @@ fn xorshift(state: &mut u64) -> u64 {
     *state
 }
 
+/// `n` bytes of a client's header before the bitstream, different for every
+/// `seed`: non-zero bytes (no accidental start code) after a start code and
+/// a slice NAL header, so a decoder or parser fed them would take them for
+/// stream data.
+fn junk(n: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut v: Vec<u8> = (0..n)
+        .map(|_| (xorshift(&mut state) >> 32) as u8 | 0x80)
+        .collect();
+    if n >= 5 {
+        v[..5].copy_from_slice(&[0, 0, 0, 1, 0x41]);
+    }
+    v
+}
+
 /// Corrupt variants cost frames, never the session; a clean stream after a
 /// seek decodes exactly.
 fn mutation_run(codec: Codec, stream: &Path, dir: &Path, variants: usize) {
@@ -1336,6 +1400,7 @@ fn a_panic_in_a_session_thread_becomes_session_error() {
             length: OUTPUT_LEN,
             flags: 0,
             mem_seq: 1,
+            data_offset: 0,
         };
         tx.send(Command::Message(KernelBody::Bitstream(b))).unwrap();
     }
@@ -1619,20 +1684,33 @@ fn zero_copy_survives_seek_and_capture_reallocation() {
     let Some(reference) = reference(&vp9, "yuv420p", None, &dir) else {
         return;
     };
-    let mut k = FakeKernel::new(Codec::Vp9, kernel_yuv420(640, 480));
-    k.set_capture_buffers(12);
-    k.run(&packets[..15], false);
-    // The client reallocates CAPTURE while FFmpeg holds lent buffers: their
-    // memory stays valid (the lease owns the mapping) and frames decoded
-    // into them are copied into the new buffers.
-    k.set_capture_buffers(10);
-    k.flush();
-    k.frames.clear();
-    // Restart at the keyframe at packet 20 (-g 10).
-    k.run(&packets[20..], true);
-    let frame = 640 * 480 * 3 / 2;
-    assert_frames_equal(&k.frames, &reference[20 * frame..], "VP9 after seek");
-    assert!(k.stats.zero_copy_frames.load(Ordering::Relaxed) > 0);
+    // Without RELEASE_ACK (a pre-1.3 kernel) and with it (the reset takes
+    // the lent buffers back from FFmpeg before it is answered).
+    for release_ack in [false, true] {
+        let mut k = FakeKernel::build(
+            Codec::Vp9,
+            kernel_yuv420(640, 480),
+            Arc::new(Cpu::default()),
+            16,
+            true,
+            release_ack,
+        );
+        k.set_capture_buffers(12);
+        k.run(&packets[..15], false);
+        // The client reallocates CAPTURE while FFmpeg holds lent buffers:
+        // their memory stays valid (the lease owns the mapping) and frames
+        // decoded into them are copied into the new buffers.
+        k.set_capture_buffers(10);
+        k.flush();
+        k.frames.clear();
+        // Restart at the keyframe at packet 20 (-g 10).
+        k.run(&packets[20..], true);
+        let frame = 640 * 480 * 3 / 2;
+        let what = format!("VP9 after seek, release_ack {release_ack}");
+        assert_frames_equal(&k.frames, &reference[20 * frame..], &what);
+        assert!(k.stats.zero_copy_frames.load(Ordering::Relaxed) > 0);
+        assert_eq!(k.released.is_empty(), !release_ack, "{what}");
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -1799,5 +1877,339 @@ fn any_chunking_decodes_the_same_frames_with_the_start_buffers_timestamps() {
         tested += 1;
     }
     assert!(tested > 0 || !have_ffmpeg());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Decodes `packets` (draining at the end) with every OUTPUT buffer carrying
+/// a `prefix`-byte junk header before the bitstream, `data_offset` = `prefix`.
+fn decode_with_prefix(
+    codec: Codec,
+    packets: &[Packet],
+    cap: CapFormat,
+    prefix: usize,
+) -> FakeKernel {
+    let mut k = FakeKernel::new(codec, cap);
+    k.junk_prefix = prefix;
+    k.run(packets, true);
+    assert_eq!(
+        (k.drain_ends, k.bitstream_errors, k.session_errors),
+        (1, 0, 0),
+        "{codec:?} data_offset {prefix}"
+    );
+    k
+}
+
+/// `k` produced exactly the frames (bytes, timestamps, flags) and FORMATs
+/// of `plain`.
+fn assert_same_decode(plain: &FakeKernel, k: &FakeKernel, what: &str) {
+    assert_eq!(k.frames.len(), plain.frames.len(), "{what}: frame count");
+    for (i, (a, b)) in plain.frames.iter().zip(&k.frames).enumerate() {
+        assert_eq!(
+            (a.timestamp_ns, a.flags, a.width, a.height),
+            (b.timestamp_ns, b.flags, b.width, b.height),
+            "{what}: frame {i}"
+        );
+        assert!(a.data == b.data, "{what}: frame {i} differs");
+    }
+    assert_eq!(k.formats, plain.formats, "{what}: FORMAT");
+}
+
+#[test]
+fn a_client_header_before_frames_is_skipped_by_data_offset() {
+    if !have_ffmpeg() {
+        eprintln!("SKIPPED: no ffmpeg CLI");
+        return;
+    }
+    let dir = tmpdir("data-offset-vp9");
+    let Some(stream) = vp9_stream(&dir, "320x240", 12) else {
+        return;
+    };
+    // VP9: whole frames, no start codes, straight to FFmpeg.
+    let Some(plain) = decode_and_compare(Codec::Vp9, &stream, nv12(320, 240), "nv12", None, &dir)
+    else {
+        return;
+    };
+    let packets = demux(&stream);
+    for prefix in [1, 61, 4096] {
+        let k = decode_with_prefix(Codec::Vp9, &packets, nv12(320, 240), prefix);
+        assert_same_decode(&plain, &k, &format!("VP9 data_offset {prefix}"));
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_client_header_before_a_byte_stream_chunk_is_skipped_by_data_offset() {
+    if !have_ffmpeg() {
+        eprintln!("SKIPPED: no ffmpeg CLI");
+        return;
+    }
+    let dir = tmpdir("data-offset-h264");
+    let Some(path) = h264_stream(&dir, "320x240", 16) else {
+        return;
+    };
+    let Some(reference) = reference(&path, "nv12", None, &dir) else {
+        return;
+    };
+    // H.264 goes through the byte-stream parser: one access unit per buffer
+    // (demuxed, as players send), and the Annex-B stream they make cut into
+    // 7-byte pieces, each after its own header.
+    let units = demux(&path);
+    let annex_b: Vec<u8> = units.iter().flat_map(|p| p.data.iter().copied()).collect();
+    let pieces: Vec<Packet> = annex_b
+        .chunks(7)
+        .enumerate()
+        .map(|(i, c)| Packet {
+            data: c.to_vec(),
+            pts: (i * 7) as u64,
+        })
+        .collect();
+    for (what, packets) in [("access units", &units), ("7-byte chunks", &pieces)] {
+        let plain = decode_with_prefix(Codec::H264, packets, nv12(320, 240), 0);
+        assert_frames_equal(&plain.frames, &reference, &format!("H.264 {what}"));
+        for prefix in [1, 61] {
+            let k = decode_with_prefix(Codec::H264, packets, nv12(320, 240), prefix);
+            assert_same_decode(&plain, &k, &format!("H.264 {what}, data_offset {prefix}"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_bad_data_offset_costs_the_buffer_not_the_session() {
+    for codec in [Codec::Vp9, Codec::H264] {
+        let mut k = FakeKernel::new(codec, nv12(320, 240));
+        // (bytesused, data_offset, returned with ERROR)
+        let cases = [
+            (16, 16, true),
+            (16, 17, true),
+            (16, u32::MAX, true),
+            (OUTPUT_LEN, OUTPUT_LEN, true),
+            // An empty buffer: done at once, as before (not EOF to FFmpeg).
+            (0, 0, false),
+        ];
+        for (i, (bytesused, data_offset, error)) in cases.into_iter().enumerate() {
+            let index = i as u32 % OUTPUT_BUFFERS;
+            let b = daedalus_proto::Bitstream {
+                timestamp_ns: i as u64,
+                index,
+                generation: k.out_generation,
+                epoch: k.output_epoch,
+                bytesused,
+                length: OUTPUT_LEN,
+                flags: 0,
+                mem_seq: k.transport.mem_seq(Queue::Output, index, 0),
+                data_offset,
+            };
+            // `decode` refuses these on the wire already ...
+            let wire = KernelMsg {
+                session: SESSION,
+                body: KernelBody::Bitstream(b),
+            }
+            .encode();
+            assert_eq!(KernelMsg::decode(&wire).is_err(), error, "{b:?}");
+            // ... and the session does not trust a `Bitstream` either.
+            k.session.apply(KernelBody::Bitstream(b));
+            k.session.pump();
+            let flags = if error { DAEDALUS_BITSTREAM_F_ERROR } else { 0 };
+            assert_eq!(
+                k.transport.take(),
+                vec![DaemonMsg {
+                    session: SESSION,
+                    body: DaemonBody::BitstreamDone(daedalus_proto::BitstreamDone {
+                        index,
+                        epoch: k.output_epoch,
+                        flags,
+                    }),
+                }],
+                "{codec:?} {b:?}"
+            );
+        }
+        assert_eq!(k.stats.errors.load(Ordering::Relaxed), 4, "{codec:?}");
+    }
+}
+
+/// The RELEASED answers among `msgs`.
+fn released_in(msgs: Vec<DaemonMsg>) -> Vec<DaemonBody> {
+    msgs.into_iter()
+        .map(|m| m.body)
+        .filter(|b| matches!(b, DaemonBody::Released { .. }))
+        .collect()
+}
+
+#[test]
+fn take_backs_are_released_with_their_queue_and_epoch() {
+    let mut k = FakeKernel::new(Codec::H264, nv12(320, 240));
+    k.transport.take();
+    // A bitstream the daemon has not read yet, then a FLUSH (epoch 3: the
+    // kernel dropped the unread FLUSH of epoch 2) and the client frees the
+    // OUTPUT buffers: the answer comes while the FLUSH is applied, and the
+    // old buffer is never read afterwards (a read would fail and return it
+    // with ERROR).
+    assert!(k.queue_packet(&[0, 0, 0, 1, 0x65, 0x88], 1));
+    k.output_epoch = 3;
+    k.send(KernelBody::Flush { epoch: 3 });
+    assert_eq!(
+        released_in(k.transport.take()),
+        [DaemonBody::Released {
+            queue: Queue::Output,
+            epoch: 3
+        }]
+    );
+    k.transport
+        .buffers
+        .lock()
+        .unwrap()
+        .retain(|(q, _, _), _| *q != Queue::Output);
+    k.session.pump();
+    let after = k.transport.take();
+    assert!(
+        after
+            .iter()
+            .all(|m| !matches!(m.body, DaemonBody::BitstreamDone(_))),
+        "an OUTPUT buffer of the old epoch was touched: {after:?}"
+    );
+    // CAPTURE_RESET with nothing lent (NV12): answered at once.
+    k.capture_epoch = 2;
+    k.send(KernelBody::CaptureReset { epoch: 2 });
+    assert_eq!(
+        released_in(k.transport.take()),
+        [DaemonBody::Released {
+            queue: Queue::Capture,
+            epoch: 2
+        }]
+    );
+    // Nothing else is answered that way.
+    k.send(KernelBody::Drain);
+    k.send(KernelBody::SessionClose);
+    k.session.pump();
+    assert!(released_in(k.transport.take()).is_empty());
+}
+
+#[test]
+fn take_backs_are_not_answered_without_release_ack() {
+    let mut k = FakeKernel::without_release_ack(Codec::H264, nv12(320, 240));
+    k.flush();
+    k.set_capture_buffers(CAPTURE_BUFFERS);
+    k.session.pump();
+    assert!(released_in(k.transport.take()).is_empty());
+    assert!(k.released.is_empty());
+}
+
+#[test]
+fn a_capture_reset_on_the_copy_path_is_released_at_once_and_loses_no_frame() {
+    if !have_ffmpeg() {
+        eprintln!("SKIPPED: no ffmpeg CLI");
+        return;
+    }
+    let dir = tmpdir("release-copy");
+    let Some(stream) = h264_stream(&dir, "320x240", 30) else {
+        return;
+    };
+    let Some(reference) = reference(&stream, "nv12", None, &dir) else {
+        return;
+    };
+    let packets = demux(&stream);
+    let mut k = FakeKernel::new(Codec::H264, nv12(320, 240));
+    *k.transport.pool.lock().unwrap() = Some(k.session.capture_pool());
+    k.run(&packets[..12], false);
+    // The client restarts CAPTURE mid-stream: RELEASED goes out while the
+    // reset is applied (before any pump), FFmpeg holding no CAPTURE buffer.
+    k.set_capture_buffers(CAPTURE_BUFFERS);
+    let epoch = k.capture_epoch;
+    assert_eq!(
+        std::mem::take(&mut *k.transport.releases.lock().unwrap()),
+        [(
+            DaemonBody::Released {
+                queue: Queue::Capture,
+                epoch
+            },
+            0
+        )]
+    );
+    // No flush: every frame arrives, bit-exact.
+    k.run(&packets[12..], true);
+    assert_frames_equal(&k.frames, &reference, "CAPTURE restarted mid-stream");
+    assert_eq!(k.released, [(Queue::Capture, epoch)]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_capture_reset_with_lent_buffers_is_released_after_ffmpeg_lets_go() {
+    if !have_ffmpeg() {
+        eprintln!("SKIPPED: no ffmpeg CLI");
+        return;
+    }
+    let dir = tmpdir("release-lent");
+    let Some(vp9) = vp9_stream(&dir, "640x480", 30) else {
+        return;
+    };
+    let Some(reference) = reference(&vp9, "yuv420p", None, &dir) else {
+        return;
+    };
+    let packets = demux(&vp9);
+    let mut k = FakeKernel::new(Codec::Vp9, kernel_yuv420(640, 480));
+    k.set_capture_buffers(12);
+    let pool = k.session.capture_pool();
+    *k.transport.pool.lock().unwrap() = Some(pool.clone());
+    k.transport.releases.lock().unwrap().clear();
+    k.run(&packets[..15], false);
+    let lent = pool.lent_count();
+    assert!(
+        lent > 0,
+        "FFmpeg holds no lent buffer: nothing to take back"
+    );
+    let zero_copy_before = k.stats.zero_copy_frames.load(Ordering::Relaxed);
+    let frames_before = k.frames.len();
+    // CAPTURE_RESET while FFmpeg holds lent buffers (as references, or a
+    // frame thread decoding into one): RELEASED only once every lease is
+    // gone, i.e. FFmpeg has finished with them.
+    k.set_capture_buffers(12);
+    let epoch = k.capture_epoch;
+    assert_eq!(
+        std::mem::take(&mut *k.transport.releases.lock().unwrap()),
+        [(
+            DaemonBody::Released {
+                queue: Queue::Capture,
+                epoch
+            },
+            0
+        )],
+        "{lent} buffers were lent before the reset"
+    );
+    // Decoding restarts at the next keyframe (packet 20, -g 10): the frames
+    // of packets 15..20 are lost, every frame that comes is bit-exact for
+    // its timestamp, and lending goes on in the new buffers.
+    k.run(&packets[15..], true);
+    let frame = 640 * 480 * 3 / 2;
+    let index: HashMap<u64, usize> = packets
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.pts, i))
+        .collect();
+    let mut after = Vec::new();
+    for f in &k.frames[frames_before..] {
+        let i = index[&f.timestamp_ns];
+        assert_frames_equal(
+            std::slice::from_ref(f),
+            &reference[i * frame..(i + 1) * frame],
+            &format!("VP9 frame {i} after the reset"),
+        );
+        after.push(i);
+    }
+    assert!(
+        after.iter().all(|i| !(15..20).contains(i)),
+        "frames before the keyframe came out: {after:?}"
+    );
+    assert_eq!(
+        after.iter().filter(|&&i| i >= 20).count(),
+        10,
+        "from the keyframe on, every frame: {after:?}"
+    );
+    assert!(k.stats.zero_copy_frames.load(Ordering::Relaxed) > zero_copy_before);
+    // the first reset (more buffers, before streaming) and this one
+    assert_eq!(
+        k.released,
+        [(Queue::Capture, epoch - 1), (Queue::Capture, epoch)]
+    );
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -107,6 +107,20 @@ impl Channel {
         coded_formats: &[u32],
         continuous_formats: u32,
     ) -> Result<HelloInfo, ChannelError> {
+        self.hello_flags(coded_formats, continuous_formats, 0)
+    }
+
+    /// HELLO with `hello.flags` as well (`DAEDALUS_HELLO_F_*`, protocol
+    /// minor 3: [`uapi::DAEDALUS_HELLO_F_RELEASE_ACK`] promises a
+    /// `DaemonBody::Released` answer to every FLUSH and CAPTURE_RESET). A
+    /// kernel older than minor 3 answers EINVAL to any flag
+    /// ([`ChannelError::Hello`]); the caller then says HELLO again without.
+    pub fn hello_flags(
+        &self,
+        coded_formats: &[u32],
+        continuous_formats: u32,
+        flags: u32,
+    ) -> Result<HelloInfo, ChannelError> {
         let max = uapi::DAEDALUS_MAX_CODED_FORMATS as usize;
         if coded_formats.is_empty() || coded_formats.len() > max {
             return Err(ChannelError::CodedFormats {
@@ -118,6 +132,7 @@ impl Channel {
             version_minor: uapi::DAEDALUS_PROTO_VERSION_MINOR,
             num_coded_formats: coded_formats.len() as u32,
             continuous_formats,
+            flags,
             ..Default::default()
         };
         arg.coded_formats[..coded_formats.len()].copy_from_slice(coded_formats);
@@ -252,6 +267,47 @@ mod tests {
         let (hello, buf_fd) = sys::ioctl_numbers();
         assert_eq!(hello, (3u64 << 30) | (112 << 16) | (0x44 << 8));
         assert_eq!(buf_fd, (3u64 << 30) | (32 << 16) | (0x44 << 8) | 1);
+    }
+
+    #[test]
+    fn hello_flags_failures_are_typed() {
+        use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+        let (a, _b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .unwrap();
+        let chan = Channel::from_fd(a);
+        // Checked before any ioctl.
+        assert!(matches!(
+            chan.hello_flags(&[], 0, uapi::DAEDALUS_HELLO_F_RELEASE_ACK),
+            Err(ChannelError::CodedFormats { count: 0 })
+        ));
+        // A refused HELLO carries the errno (the daemon retries without the
+        // flag on EINVAL); a socket knows no HELLO ioctl.
+        match chan.hello_flags(
+            &[crate::fourcc::H264],
+            1,
+            uapi::DAEDALUS_HELLO_F_RELEASE_ACK,
+        ) {
+            Err(ChannelError::Hello {
+                major,
+                minor,
+                source,
+            }) => {
+                assert_eq!(
+                    (major, minor),
+                    (
+                        uapi::DAEDALUS_PROTO_VERSION_MAJOR,
+                        uapi::DAEDALUS_PROTO_VERSION_MINOR
+                    )
+                );
+                assert_eq!(source, Errno::ENOTTY);
+            }
+            other => panic!("HELLO on a socket: {other:?}"),
+        }
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! - [`msg`]: typed messages in both directions, [`msg::KernelMsg`] (kernel ->
 //!   daemon) and [`msg::DaemonMsg`] (daemon -> kernel), with validating
 //!   `decode` and exact `encode` to the fixed 128-byte wire form.
-//! - [`Channel`]: the opened device: HELLO, reading a batch of messages,
-//!   writing one, exporting a buffer's dma-buf fd.
+//! - [`Channel`]: the opened device: HELLO (with the coded formats, the
+//!   continuous byte-stream mask and the `DAEDALUS_HELLO_F_*` flags),
+//!   reading a batch of messages, writing one, exporting a buffer's dma-buf
+//!   fd.
 //! - [`fourcc`]: the V4L2 fourccs the protocol uses.
 //!
 //! All `unsafe` code (union access, ioctls) lives in the private `sys` module.

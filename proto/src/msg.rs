@@ -2,8 +2,10 @@
 //!
 //! Every message is [`MSG_SIZE`] bytes (`struct daedalus_msg`). `decode`
 //! rejects unknown types, session 0, non-zero reserved header words and
-//! out-of-range plane counts; `encode` writes exactly what the header
-//! describes (reserved fields zero).
+//! out-of-range plane counts, a BITSTREAM whose `data_offset` is not inside
+//! its payload (and, for RELEASED, an unknown queue or non-zero reserved
+//! words); `encode` writes exactly what the header describes (reserved
+//! fields zero).
 
 use crate::sys;
 use crate::uapi;
@@ -31,6 +33,14 @@ pub enum ProtoError {
     ReservedNotZero,
     #[error("num_planes {0} out of range 1..={MAX_PLANES}")]
     BadPlaneCount(u32),
+    #[error("queue {0} is neither OUTPUT (0) nor CAPTURE (1)")]
+    BadQueue(u32),
+    #[error("reserved fields of message type {0} are not zero")]
+    ReservedBodyNotZero(u32),
+    /// A BITSTREAM's range `[data_offset, bytesused)` is not a range of the
+    /// payload: `data_offset` non-zero and not below `bytesused`.
+    #[error("bitstream data_offset {data_offset} not below bytesused {bytesused}")]
+    BadDataOffset { data_offset: u32, bytesused: u32 },
 }
 
 /// Buffer queue selector (`DAEDALUS_QUEUE_*`).
@@ -48,6 +58,15 @@ impl Queue {
         match self {
             Queue::Output => uapi::DAEDALUS_QUEUE_OUTPUT,
             Queue::Capture => uapi::DAEDALUS_QUEUE_CAPTURE,
+        }
+    }
+
+    /// The queue a wire value names, if any.
+    pub fn from_raw(raw: u32) -> Option<Queue> {
+        match raw {
+            uapi::DAEDALUS_QUEUE_OUTPUT => Some(Queue::Output),
+            uapi::DAEDALUS_QUEUE_CAPTURE => Some(Queue::Capture),
+            _ => None,
         }
     }
 }
@@ -75,6 +94,11 @@ pub struct Bitstream {
     /// Changes when the buffer's memory does (another dma-buf queued under
     /// the index); 0 from a kernel older than protocol 1.2.
     pub mem_seq: u32,
+    /// Bytes before the bitstream (`v4l2_plane.data_offset`): the bitstream
+    /// is `[data_offset, bytesused)` of plane 0. 0 from a kernel older than
+    /// protocol 1.3. `decode` guarantees `data_offset < bytesused`, or
+    /// `data_offset == 0` when `bytesused` is 0 (vb2's own rule).
+    pub data_offset: u32,
 }
 
 /// `DAEDALUS_K2D_CAPTURE`: an empty CAPTURE buffer and its negotiated layout.
@@ -171,6 +195,14 @@ pub enum DaemonBody {
     SessionError {
         error: i32,
     },
+    /// `DAEDALUS_D2K_RELEASED` (protocol minor 3, only after HELLO with
+    /// `DAEDALUS_HELLO_F_RELEASE_ACK`): the daemon will neither read nor
+    /// write any buffer of `queue` from before `epoch` again, `epoch` being
+    /// the one of the FLUSH (OUTPUT) or CAPTURE_RESET (CAPTURE) answered.
+    Released {
+        queue: Queue,
+        epoch: u32,
+    },
 }
 
 /// A daemon -> kernel message.
@@ -197,11 +229,27 @@ fn is_daemon_type(t: u32) -> bool {
             | uapi::DAEDALUS_D2K_FRAME_DONE
             | uapi::DAEDALUS_D2K_FORMAT
             | uapi::DAEDALUS_D2K_SESSION_ERROR
+            | uapi::DAEDALUS_D2K_RELEASED
     )
 }
 
 fn is_kernel_type(t: u32) -> bool {
     (uapi::DAEDALUS_K2D_SESSION_OPEN..=uapi::DAEDALUS_K2D_FLUSH).contains(&t)
+}
+
+/// The header's `[data_offset, bytesused)` must be a range of the payload.
+/// vb2 (`__verify_length`) refuses a non-zero `data_offset` that is not below
+/// the plane's bytesused, so the kernel sends `data_offset < bytesused`;
+/// with `bytesused == 0` (an empty buffer) the only range is `[0, 0)`.
+fn data_offset(data_offset: u32, bytesused: u32) -> Result<u32, ProtoError> {
+    if data_offset != 0 && data_offset >= bytesused {
+        Err(ProtoError::BadDataOffset {
+            data_offset,
+            bytesused,
+        })
+    } else {
+        Ok(data_offset)
+    }
 }
 
 fn plane_count(n: u32) -> Result<u32, ProtoError> {
@@ -245,6 +293,7 @@ impl KernelMsg {
                     length: b.length,
                     flags: b.flags,
                     mem_seq: b.mem_seq,
+                    data_offset: data_offset(b.data_offset, b.bytesused)?,
                 })
             }
             uapi::DAEDALUS_K2D_CAPTURE => {
@@ -305,7 +354,7 @@ impl KernelMsg {
                     length: b.length,
                     flags: b.flags,
                     mem_seq: b.mem_seq,
-                    reserved: 0,
+                    data_offset: b.data_offset,
                 };
             }
             KernelBody::Capture(c) => {
@@ -397,6 +446,16 @@ impl DaemonMsg {
             uapi::DAEDALUS_D2K_SESSION_ERROR => DaemonBody::SessionError {
                 error: sys::session_error(&raw).error,
             },
+            uapi::DAEDALUS_D2K_RELEASED => {
+                let r = sys::released(&raw);
+                if r.reserved.iter().any(|&w| w != 0) {
+                    return Err(ProtoError::ReservedBodyNotZero(t));
+                }
+                DaemonBody::Released {
+                    queue: Queue::from_raw(r.queue).ok_or(ProtoError::BadQueue(r.queue))?,
+                    epoch: r.epoch,
+                }
+            }
             other => return Err(ProtoError::UnknownType(other)),
         };
         Ok(DaemonMsg {
@@ -460,6 +519,14 @@ impl DaemonMsg {
                     ..Default::default()
                 };
             }
+            DaemonBody::Released { queue, epoch } => {
+                raw.type_ = uapi::DAEDALUS_D2K_RELEASED;
+                raw.__bindgen_anon_1.released = uapi::daedalus_d2k_released {
+                    queue: queue.raw(),
+                    epoch,
+                    ..Default::default()
+                };
+            }
         }
         sys::msg_to_bytes(&raw)
     }
@@ -491,6 +558,18 @@ mod tests {
                 length: 4096,
                 flags: 0,
                 mem_seq: 3,
+                data_offset: 0,
+            }),
+            KernelBody::Bitstream(Bitstream {
+                timestamp_ns: 1,
+                index: 1,
+                generation: 1,
+                epoch: 1,
+                bytesused: 1000,
+                length: 4096,
+                flags: 0,
+                mem_seq: 1,
+                data_offset: 999,
             }),
             KernelBody::Capture(Capture {
                 index: 1,
@@ -533,11 +612,12 @@ mod tests {
                 length: 1,
                 flags: 0,
                 mem_seq: 0xabcd,
+                data_offset: 0,
             }),
         }
         .encode();
         assert_eq!(field_u32(&b, 16 + 32), 0xabcd);
-        assert_eq!(field_u32(&b, 16 + 36), 0, "reserved after mem_seq");
+        assert_eq!(field_u32(&b, 16 + 36), 0, "data_offset after mem_seq");
         // In place of the former reserved word after num_planes.
         let c = KernelMsg {
             session: 1,
@@ -600,6 +680,14 @@ mod tests {
                 ..Default::default()
             }),
             DaemonBody::SessionError { error: -22 },
+            DaemonBody::Released {
+                queue: Queue::Output,
+                epoch: 4,
+            },
+            DaemonBody::Released {
+                queue: Queue::Capture,
+                epoch: u32::MAX,
+            },
         ] {
             let m = DaemonMsg { session: 1, body };
             assert_eq!(DaemonMsg::decode(&m.encode()), Ok(m));
@@ -661,5 +749,135 @@ mod tests {
             KernelMsg::decode(&planes),
             Err(ProtoError::BadPlaneCount(4))
         );
+    }
+
+    #[test]
+    fn released_layout_and_validation() {
+        let m = DaemonMsg {
+            session: 9,
+            body: DaemonBody::Released {
+                queue: Queue::Capture,
+                epoch: 0x0102_0304,
+            },
+        };
+        let wire = m.encode();
+        // Offsets from the header: queue, epoch, then reserved[6] (all zero).
+        assert_eq!(field_u32(&wire, 0), uapi::DAEDALUS_D2K_RELEASED);
+        assert_eq!(field_u32(&wire, 4), 9);
+        assert_eq!(field_u32(&wire, 16), uapi::DAEDALUS_QUEUE_CAPTURE);
+        assert_eq!(field_u32(&wire, 20), 0x0102_0304);
+        assert!(wire[24..].iter().all(|&b| b == 0), "reserved and rest zero");
+        assert_eq!(DaemonMsg::decode(&wire), Ok(m));
+        // It travels daemon -> kernel only.
+        assert_eq!(
+            KernelMsg::decode(&wire),
+            Err(ProtoError::WrongDirection(uapi::DAEDALUS_D2K_RELEASED))
+        );
+
+        let mut queue = wire;
+        queue[16..20].copy_from_slice(&2u32.to_le_bytes());
+        assert_eq!(DaemonMsg::decode(&queue), Err(ProtoError::BadQueue(2)));
+
+        // Each reserved word (after queue and epoch) must be zero.
+        for word in 0..6 {
+            let mut reserved = wire;
+            let at = 24 + 4 * word;
+            reserved[at..at + 4].copy_from_slice(&1u32.to_le_bytes());
+            assert_eq!(
+                DaemonMsg::decode(&reserved),
+                Err(ProtoError::ReservedBodyNotZero(uapi::DAEDALUS_D2K_RELEASED))
+            );
+        }
+    }
+
+    #[test]
+    fn queue_wire_values() {
+        for q in [Queue::Output, Queue::Capture] {
+            assert_eq!(Queue::from_raw(q.raw()), Some(q));
+        }
+        assert_eq!(Queue::from_raw(2), None);
+    }
+    fn bitstream(bytesused: u32, data_offset: u32) -> KernelMsg {
+        KernelMsg {
+            session: 3,
+            body: KernelBody::Bitstream(Bitstream {
+                timestamp_ns: 0x0102_0304_0506_0708,
+                index: 0x11,
+                generation: 0x22,
+                epoch: 0x33,
+                bytesused,
+                length: 0x10_0000,
+                flags: 0,
+                mem_seq: 0x44,
+                data_offset,
+            }),
+        }
+    }
+
+    #[test]
+    fn data_offset_sits_where_the_header_puts_it() {
+        let m = bitstream(0x1000, 0x0abc);
+        let wire = m.encode();
+        // The header's offsets, in the union after the 16-byte header.
+        let base = 16;
+        assert_eq!(
+            core::mem::offset_of!(uapi::daedalus_msg, __bindgen_anon_1),
+            base
+        );
+        let at = base + core::mem::offset_of!(uapi::daedalus_k2d_bitstream, data_offset);
+        assert_eq!(at, 16 + 36, "the last word, where `reserved` was");
+        assert_eq!(
+            core::mem::size_of::<uapi::daedalus_k2d_bitstream>(),
+            40,
+            "no field added, one renamed"
+        );
+        assert_eq!(field_u32(&wire, at), 0x0abc);
+        assert_eq!(field_u32(&wire, 16 + 20), 0x1000, "bytesused");
+        assert_eq!(field_u32(&wire, 16 + 32), 0x44, "mem_seq before it");
+        assert!(wire[16 + 40..].iter().all(|&b| b == 0), "rest of the union");
+        assert_eq!(KernelMsg::decode(&wire), Ok(m));
+
+        // The same bytes written by hand decode to that field.
+        let mut by_hand = bitstream(0x1000, 0).encode();
+        by_hand[at..at + 4].copy_from_slice(&0x0fffu32.to_le_bytes());
+        match KernelMsg::decode(&by_hand).unwrap().body {
+            KernelBody::Bitstream(b) => assert_eq!(b.data_offset, 0x0fff),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn data_offset_must_lie_inside_the_payload() {
+        // Accepted: 0 (older kernels, no header) and anything below bytesused,
+        // also with an empty buffer [0, 0).
+        for (bytesused, off) in [
+            (0, 0),
+            (1, 0),
+            (100, 0),
+            (100, 99),
+            (u32::MAX, u32::MAX - 1),
+        ] {
+            let m = bitstream(bytesused, off);
+            assert_eq!(KernelMsg::decode(&m.encode()), Ok(m), "{off}/{bytesused}");
+        }
+        // Rejected: an offset at or past the end of the payload (an empty or
+        // inverted range), including any offset of an empty buffer.
+        for (bytesused, off) in [
+            (100, 100),
+            (100, 101),
+            (1, 1),
+            (0, 1),
+            (0, u32::MAX),
+            (5, u32::MAX),
+        ] {
+            assert_eq!(
+                KernelMsg::decode(&bitstream(bytesused, off).encode()),
+                Err(ProtoError::BadDataOffset {
+                    data_offset: off,
+                    bytesused
+                }),
+                "{off}/{bytesused}"
+            );
+        }
     }
 }

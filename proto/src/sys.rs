@@ -59,6 +59,7 @@ union_reader!(
     session_error,
     uapi::daedalus_d2k_session_error
 );
+union_reader!(released, released, uapi::daedalus_d2k_released);
 
 // The ioctl numbers of the header: _IOWR('D', 0, struct daedalus_hello) and
 // _IOWR('D', 1, struct daedalus_buf_fd); the struct sizes come from bindgen.

@@ -154,7 +154,11 @@ struct daedalus_k2d_bitstream {
 	__u32 length;			/* plane 0 length */
 	__u32 flags;			/* reserved, 0 */
 	__u32 mem_seq;			/* buffer memory sequence, see top */
-	__u32 reserved;			/* 0 */
+	/*
+	 * Minor >= 3: bytes before the bitstream (v4l2_plane.data_offset);
+	 * the bitstream is [data_offset, bytesused). 0 from older kernels.
+	 */
+	__u32 data_offset;
 };
 
 struct daedalus_k2d_capture {

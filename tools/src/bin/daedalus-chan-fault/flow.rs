@@ -443,25 +443,80 @@ fn release_ack_cases(r: &mut Report, args: &Args, d: &mut FakeDaemon) -> Result<
     Ok(())
 }
 
+/// A fake daemon on a fresh channel (the old one must be gone: one holder).
+fn reconnect(args: &Args, flags: u32) -> Result<FakeDaemon> {
+    let chan = daedalus_proto::Channel::open(&args.channel).context("reopening the channel")?;
+    let mut hello = crate::hello_arg(&crate::CODECS);
+    hello.flags = flags;
+    crate::raw_hello(&chan, &mut hello).map_err(|e| anyhow::anyhow!("HELLO: {e}"))?;
+    Ok(FakeDaemon {
+        chan,
+        pending: Vec::new(),
+    })
+}
+
+/// Clients open, STREAMON and close in a loop on two threads while the
+/// daemon dies and comes back over and over (KASAN and lockdep watch on the
+/// debug kernel); afterwards a new session works.
+fn race_case(r: &mut Report, args: &Args, d: FakeDaemon) -> Result<FakeDaemon> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = AtomicBool::new(false);
+    let mut d = Some(d);
+    let (restarts, cycles) = std::thread::scope(|s| -> Result<_> {
+        let client = || {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if let Ok(mut c) = Client::open(args) {
+                    if c.setup_output(2).is_ok() {
+                        let _ = c.qbuf_out(0, 16, 1);
+                        let _ = c.streamon(OUT_Q);
+                        let _ = c.streamoff(OUT_Q);
+                        let _ = c.streamon(OUT_Q);
+                    }
+                }
+                n += 1;
+            }
+            n
+        };
+        let a = s.spawn(client);
+        let b = s.spawn(client);
+        let end = Instant::now() + Duration::from_secs(3);
+        let mut restarts = 0u32;
+        while Instant::now() < end {
+            if let Some(mut old) = d.take() {
+                let _ = old.collect(Duration::from_millis(20));
+            }
+            d = Some(reconnect(args, 0)?);
+            restarts += 1;
+        }
+        stop.store(true, Ordering::Relaxed);
+        let cycles = a.join().expect("client thread") + b.join().expect("client thread");
+        Ok((restarts, cycles))
+    })?;
+    let mut d = d.take().context("no daemon after the race")?;
+    read_all(&mut d)?;
+    let fresh = busy_session(args, &mut d).map(|(_, s, _)| s);
+    r.check(
+        "race: open/STREAMON/close on two threads against daemon restarts, then a new session",
+        fresh.is_ok(),
+        format!("{restarts} daemon restarts, {cycles} client cycles, session {fresh:?}"),
+    );
+    read_all(&mut d)?;
+    Ok(d)
+}
+
 pub(crate) fn cases(r: &mut Report, args: &Args, mut d: FakeDaemon) -> Result<()> {
     recovery_case(r, args, &mut d)?;
     backpressure_case(r, args, &mut d)?;
     max_sessions_case(r, args, &mut d)?;
     flood_case(r, args, &mut d)?;
     crate::sequences::cases(r, args, &mut d)?;
+    let d = race_case(r, args, d)?;
 
     // the channel has one holder: this daemon leaves, one that confirms
     // take-backs comes
     drop(d);
-    let chan = daedalus_proto::Channel::open(&args.channel).context("reopening the channel")?;
-    let mut hello = crate::hello_arg(&crate::CODECS);
-    hello.flags = uapi::DAEDALUS_HELLO_F_RELEASE_ACK;
-    crate::raw_hello(&chan, &mut hello)
-        .map_err(|e| anyhow::anyhow!("HELLO with RELEASE_ACK: {e}"))?;
-    let mut d = FakeDaemon {
-        chan,
-        pending: Vec::new(),
-    };
+    let mut d = reconnect(args, uapi::DAEDALUS_HELLO_F_RELEASE_ACK)?;
     release_ack_cases(r, args, &mut d)
 }
 

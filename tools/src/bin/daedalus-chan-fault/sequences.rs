@@ -194,7 +194,39 @@ fn s_fmt_output_busy(r: &mut Report, args: &Args, d: &mut FakeDaemon) -> Result<
     Ok(())
 }
 
+/// Initialization with one OUTPUT buffer: the daemon has consumed it but
+/// needs more before it can say the format, so the client must get it back
+/// (parking it until CAPTURE streams would deadlock).
+fn one_output_buffer(r: &mut Report, args: &Args, d: &mut FakeDaemon) -> Result<()> {
+    let mut c = Client::open(args)?;
+    c.setup_output(1)?;
+    c.qbuf_out(0, 16, 1).map_err(v4l2_err("QBUF(OUTPUT 0)"))?;
+    c.streamon(OUT_Q).map_err(v4l2_err("STREAMON(OUTPUT)"))?;
+    let session = crate::wait_open(d).context("no SESSION_OPEN")?;
+    let (epoch, ..) = wait_bitstream(d, session, 0).context("no BITSTREAM")?;
+    d.send(&crate::bitstream_done(session, 0, epoch, 0))
+        .map_err(|e| anyhow::anyhow!("BITSTREAM_DONE: {}", Errno::from_raw(e)))?;
+    let back = c.dqbuf(OUT_Q, WAIT).map(|b| (b.index(), b.has_error()));
+    let again = back
+        .is_ok()
+        .then(|| {
+            c.qbuf_out(0, 16, 2)
+                .ok()
+                .and_then(|()| wait_bitstream(d, session, 0))
+        })
+        .flatten();
+    r.check(
+        "one OUTPUT buffer, format not known yet: it comes back and can carry more",
+        back == Ok((0, false)) && again.is_some(),
+        format!("{back:?}, next BITSTREAM {again:?}"),
+    );
+    drop(c);
+    crate::flow::read_all(d)?;
+    Ok(())
+}
+
 pub(crate) fn cases(r: &mut Report, args: &Args, d: &mut FakeDaemon) -> Result<()> {
+    one_output_buffer(r, args, d)?;
     s_fmt_output_busy(r, args, d)?;
     seek_resumes_stopped(r, args, d)?;
     start_after_resolution_change(r, args, d)?;
