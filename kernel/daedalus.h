@@ -47,8 +47,9 @@
 #define DAEDALUS_CHAN_NAME	"daedalus-v4l2"
 
 /*
- * 6.12 has no stateful AV1 fourcc; this is the one Chromium and later
- * kernels use for AV1 OBU streams. The daemon announces the same value.
+ * 6.12 has no stateful AV1 fourcc; this is the one the media tree merged
+ * (V4L2_PIX_FMT_AV1, 'AV01', in videodev2.h since early 2026) and Chromium
+ * uses for AV1 OBU streams. The daemon announces the same value.
  */
 #ifndef V4L2_PIX_FMT_AV1
 #define V4L2_PIX_FMT_AV1	v4l2_fourcc('A', 'V', '0', '1')
@@ -95,6 +96,8 @@ struct daedalus_chan {
 	bool busy;			/* the device is open */
 	bool connected;			/* HELLO done */
 	bool release_ack;		/* HELLO had DAEDALUS_HELLO_F_RELEASE_ACK */
+	bool alive;			/* HELLO had DAEDALUS_HELLO_F_ALIVE */
+	unsigned long last_heard;	/* jiffies of the daemon's last write */
 	u64 conn;			/* ++ at each HELLO; sessions remember it */
 	u32 coded_formats[DAEDALUS_MAX_CODED_FORMATS];
 	unsigned int num_coded_formats;
@@ -271,6 +274,8 @@ void daedalus_chan_trace(struct daedalus_dev *dev, const char *dir,
 			 const struct daedalus_msg *msg);
 bool daedalus_chan_current(struct daedalus_chan *chan, u64 *conn);
 bool daedalus_chan_release_ack(struct daedalus_chan *chan, u64 conn);
+bool daedalus_chan_silent(struct daedalus_chan *chan, unsigned long timeout,
+			  unsigned int *silent_ms);
 bool daedalus_chan_continuous(struct daedalus_chan *chan, u32 fourcc);
 unsigned int daedalus_chan_formats(struct daedalus_chan *chan,
 				   u32 formats[DAEDALUS_MAX_CODED_FORMATS]);

@@ -258,6 +258,26 @@ bool daedalus_chan_release_ack(struct daedalus_chan *chan, u64 conn)
 	return ack;
 }
 
+/*
+ * Liveness (UAPI header): whether the daemon has sent nothing at all for
+ * @timeout; false for a daemon without DAEDALUS_HELLO_F_ALIVE, which is
+ * judged per session instead. How long it has been silent goes to
+ * @silent_ms.
+ */
+bool daedalus_chan_silent(struct daedalus_chan *chan, unsigned long timeout,
+			  unsigned int *silent_ms)
+{
+	unsigned long flags, heard;
+	bool alive;
+
+	spin_lock_irqsave(&chan->lock, flags);
+	alive = chan->connected && chan->alive;
+	heard = chan->last_heard;
+	spin_unlock_irqrestore(&chan->lock, flags);
+	*silent_ms = jiffies_to_msecs(jiffies - heard);
+	return alive && time_after_eq(jiffies, heard + timeout);
+}
+
 /* Is a daemon connected? Its connection id goes to @conn. */
 bool daedalus_chan_current(struct daedalus_chan *chan, u64 *conn)
 {
@@ -417,6 +437,9 @@ static ssize_t daedalus_chan_write(struct file *file, const char __user *buf,
 	if (!daedalus_chan_is_connected(chan))
 		return -EPROTO;
 
+	/* the daemon speaks: whatever the messages, it is not stopped */
+	WRITE_ONCE(chan->last_heard, jiffies);
+
 	/* in order; stop at the first invalid message */
 	for (done = 0; done < count; done += sizeof(msg)) {
 		if (copy_from_user(&msg, buf + done, sizeof(msg))) {
@@ -454,7 +477,7 @@ static long daedalus_chan_hello(struct daedalus_chan *chan,
 		return -EFAULT;
 	if (hello.version_major != DAEDALUS_PROTO_VERSION_MAJOR)
 		return -EPROTONOSUPPORT;
-	if (hello.flags & ~DAEDALUS_HELLO_F_RELEASE_ACK ||
+	if (hello.flags & ~(DAEDALUS_HELLO_F_RELEASE_ACK | DAEDALUS_HELLO_F_ALIVE) ||
 	    memchr_inv(hello.reserved, 0, sizeof(hello.reserved)))
 		return -EINVAL;
 	if (!hello.num_coded_formats ||
@@ -488,6 +511,8 @@ static long daedalus_chan_hello(struct daedalus_chan *chan,
 		chan->num_coded_formats = hello.num_coded_formats;
 		chan->continuous_formats = hello.continuous_formats;
 		chan->release_ack = hello.flags & DAEDALUS_HELLO_F_RELEASE_ACK;
+		chan->alive = hello.flags & DAEDALUS_HELLO_F_ALIVE;
+		chan->last_heard = jiffies;
 		chan->conn++;
 		chan->connected = true;
 	}
@@ -497,11 +522,13 @@ static long daedalus_chan_hello(struct daedalus_chan *chan,
 
 	/* runs while a daemon is connected; daemon_timeout_ms may change */
 	schedule_delayed_work(&dev->watchdog, msecs_to_jiffies(10));
-	dev_info(&dev->pdev->dev, "daemon connected (protocol %u.%u, %u coded formats, take-backs %s)\n",
+	dev_info(&dev->pdev->dev, "daemon connected (protocol %u.%u, %u coded formats, take-backs %s, %s)\n",
 		 hello.version_major, DAEDALUS_PROTO_VERSION_MINOR,
 		 hello.num_coded_formats,
 		 hello.flags & DAEDALUS_HELLO_F_RELEASE_ACK ?
-		 "confirmed" : "not confirmed");
+		 "confirmed" : "not confirmed",
+		 hello.flags & DAEDALUS_HELLO_F_ALIVE ?
+		 "stall watch on the daemon" : "stall watch per session");
 	return 0;
 }
 

@@ -810,6 +810,13 @@ static int daedalus_check_msg(struct daedalus_dev *dev,
 		}
 		return 0;
 
+	case DAEDALUS_D2K_ALIVE:
+		if (msg->session || !daedalus_all_zero(msg->raw, sizeof(msg->raw))) {
+			daedalus_reject(dev, "ALIVE session/body\n");
+			return -EINVAL;
+		}
+		return 0;
+
 	case DAEDALUS_D2K_RELEASED:
 		if ((msg->released.queue != DAEDALUS_QUEUE_OUTPUT &&
 		     msg->released.queue != DAEDALUS_QUEUE_CAPTURE) ||
@@ -1060,8 +1067,8 @@ int daedalus_session_reply(struct daedalus_dev *dev,
 
 	daedalus_chan_trace(dev, "d2k", msg);
 	ret = daedalus_check_msg(dev, msg);
-	if (ret)
-		return ret;
+	if (ret || msg->type == DAEDALUS_D2K_ALIVE)
+		return ret;	/* ALIVE: the write itself was the news */
 
 	ctx = daedalus_session_find(dev, msg->session, &issued);
 	if (!ctx) {
@@ -1220,12 +1227,45 @@ static bool daedalus_stalled(struct daedalus_ctx *ctx, unsigned long timeout)
 	return time_after_eq(jiffies, ctx->last_progress + timeout + waited);
 }
 
+/*
+ * A daemon that sends ALIVE (UAPI header, "Liveness") is judged as a
+ * whole: when it has been silent for the timeout, every session it owes
+ * something fails; a slow decode is not a stall.
+ */
+static bool daedalus_owes(struct daedalus_ctx *ctx)
+{
+	return ctx->state == DAEDALUS_SESSION_OPEN &&
+	       (ctx->out.owned || ctx->fh.m2m_ctx->is_draining);
+}
+
 static void daedalus_watchdog_check(struct daedalus_dev *dev,
 				    unsigned long timeout)
 {
 	struct daedalus_ctx *ctx;
+	unsigned int silent_ms;
+	bool silent, alive;
 	int id = 0;
+	u64 conn;
 
+	silent = daedalus_chan_silent(&dev->chan, timeout, &silent_ms);
+	alive = !silent && READ_ONCE(dev->chan.alive);
+	if (alive)
+		return;
+	if (silent) {
+		while ((ctx = daedalus_next_session(dev, &id))) {
+			mutex_lock(&ctx->lock);
+			if (daedalus_owes(ctx) &&
+			    daedalus_chan_current(&dev->chan, &conn) &&
+			    ctx->conn == conn) {
+				dev_warn(&dev->pdev->dev, "session %u: daemon silent for %u ms, failing the session\n",
+					 ctx->session, silent_ms);
+				daedalus_session_fail(ctx);
+			}
+			mutex_unlock(&ctx->lock);
+			daedalus_session_put(ctx);
+		}
+		return;
+	}
 	while ((ctx = daedalus_next_session(dev, &id))) {
 		mutex_lock(&ctx->lock);
 		/* a daemon write() waiting for a lock is not a silent daemon */

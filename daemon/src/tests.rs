@@ -518,6 +518,9 @@ impl FakeKernel {
                     assert!(epoch <= current, "RELEASED of a future epoch {epoch}");
                     self.released.push((queue, epoch));
                 }
+                DaemonBody::Alive => {
+                    panic!("ALIVE from a session: only the main thread sends it")
+                }
             }
         }
         n

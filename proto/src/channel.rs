@@ -112,9 +112,11 @@ impl Channel {
 
     /// HELLO with `hello.flags` as well (`DAEDALUS_HELLO_F_*`, protocol
     /// minor 3: [`uapi::DAEDALUS_HELLO_F_RELEASE_ACK`] promises a
-    /// `DaemonBody::Released` answer to every FLUSH and CAPTURE_RESET). A
-    /// kernel older than minor 3 answers EINVAL to any flag
-    /// ([`ChannelError::Hello`]); the caller then says HELLO again without.
+    /// `DaemonBody::Released` answer to every FLUSH and CAPTURE_RESET,
+    /// [`uapi::DAEDALUS_HELLO_F_ALIVE`] a `DaemonBody::Alive` at least every
+    /// `DAEDALUS_ALIVE_INTERVAL_MS`). A kernel older than minor 3 answers
+    /// EINVAL to any flag ([`ChannelError::Hello`]); the caller then says
+    /// HELLO again without.
     pub fn hello_flags(
         &self,
         coded_formats: &[u32],

@@ -1,11 +1,12 @@
 //! Typed channel messages and their validated wire form.
 //!
 //! Every message is [`MSG_SIZE`] bytes (`struct daedalus_msg`). `decode`
-//! rejects unknown types, session 0, non-zero reserved header words and
-//! out-of-range plane counts, a BITSTREAM whose `data_offset` is not inside
-//! its payload (and, for RELEASED, an unknown queue or non-zero reserved
-//! words); `encode` writes exactly what the header describes (reserved
-//! fields zero).
+//! rejects unknown types, session 0 (except for ALIVE, which must carry 0),
+//! non-zero reserved header words and out-of-range plane counts, a
+//! BITSTREAM whose `data_offset` is not inside its payload (and, for
+//! RELEASED, an unknown queue or non-zero reserved words; for ALIVE, any
+//! non-zero body byte); `encode` writes exactly what the header describes
+//! (reserved fields zero).
 
 use crate::sys;
 use crate::uapi;
@@ -29,6 +30,9 @@ pub enum ProtoError {
     WrongDirection(u32),
     #[error("session id 0 in message type {0}")]
     ZeroSession(u32),
+    /// A message that belongs to no session (ALIVE) carries session 0.
+    #[error("session id {session} in message type {ty}, which carries session 0")]
+    SessionNotZero { ty: u32, session: u32 },
     #[error("reserved header words are not zero")]
     ReservedNotZero,
     #[error("num_planes {0} out of range 1..={MAX_PLANES}")]
@@ -203,17 +207,38 @@ pub enum DaemonBody {
         queue: Queue,
         epoch: u32,
     },
+    /// `DAEDALUS_D2K_ALIVE` (protocol minor 3, only after HELLO with
+    /// `DAEDALUS_HELLO_F_ALIVE`): the daemon as a whole is alive; sent at
+    /// least every `DAEDALUS_ALIVE_INTERVAL_MS` from a thread that never
+    /// waits for a decoder. It belongs to no session: on the wire session 0
+    /// and the body all zero, whatever [`DaemonMsg::session`] says (build it
+    /// with [`DaemonMsg::alive`]).
+    Alive,
 }
 
 /// A daemon -> kernel message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DaemonMsg {
+    /// Session id, never 0; 0 for [`DaemonBody::Alive`] (the only message
+    /// of no session).
     pub session: u32,
     pub body: DaemonBody,
 }
 
+/// Message types that belong to no session and carry session 0.
+fn is_sessionless(t: u32) -> bool {
+    t == uapi::DAEDALUS_D2K_ALIVE
+}
+
 fn check_header(raw: &uapi::daedalus_msg) -> Result<(), ProtoError> {
-    if raw.session == 0 {
+    if is_sessionless(raw.type_) {
+        if raw.session != 0 {
+            return Err(ProtoError::SessionNotZero {
+                ty: raw.type_,
+                session: raw.session,
+            });
+        }
+    } else if raw.session == 0 {
         return Err(ProtoError::ZeroSession(raw.type_));
     }
     if raw.reserved != [0, 0] {
@@ -230,6 +255,7 @@ fn is_daemon_type(t: u32) -> bool {
             | uapi::DAEDALUS_D2K_FORMAT
             | uapi::DAEDALUS_D2K_SESSION_ERROR
             | uapi::DAEDALUS_D2K_RELEASED
+            | uapi::DAEDALUS_D2K_ALIVE
     )
 }
 
@@ -393,6 +419,14 @@ impl KernelMsg {
 }
 
 impl DaemonMsg {
+    /// `DAEDALUS_D2K_ALIVE` (session 0).
+    pub const fn alive() -> Self {
+        DaemonMsg {
+            session: 0,
+            body: DaemonBody::Alive,
+        }
+    }
+
     /// Parses and validates one daemon -> kernel message.
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtoError> {
         let raw = sys::msg_from_bytes(bytes)?;
@@ -456,6 +490,12 @@ impl DaemonMsg {
                     epoch: r.epoch,
                 }
             }
+            uapi::DAEDALUS_D2K_ALIVE => {
+                if sys::raw_body(&raw).iter().any(|&b| b != 0) {
+                    return Err(ProtoError::ReservedBodyNotZero(t));
+                }
+                DaemonBody::Alive
+            }
             other => return Err(ProtoError::UnknownType(other)),
         };
         Ok(DaemonMsg {
@@ -464,7 +504,8 @@ impl DaemonMsg {
         })
     }
 
-    /// The wire form written to the channel.
+    /// The wire form written to the channel (for [`DaemonBody::Alive`] the
+    /// session is always 0 on the wire).
     pub fn encode(&self) -> [u8; MSG_SIZE] {
         let mut raw = uapi::daedalus_msg {
             session: self.session,
@@ -526,6 +567,11 @@ impl DaemonMsg {
                     epoch,
                     ..Default::default()
                 };
+            }
+            DaemonBody::Alive => {
+                // Session 0 and an all-zero body, whatever `self.session`.
+                raw.type_ = uapi::DAEDALUS_D2K_ALIVE;
+                raw.session = 0;
             }
         }
         sys::msg_to_bytes(&raw)
@@ -786,6 +832,85 @@ mod tests {
             assert_eq!(
                 DaemonMsg::decode(&reserved),
                 Err(ProtoError::ReservedBodyNotZero(uapi::DAEDALUS_D2K_RELEASED))
+            );
+        }
+    }
+
+    #[test]
+    fn alive_layout_and_validation() {
+        let m = DaemonMsg::alive();
+        assert_eq!(
+            m,
+            DaemonMsg {
+                session: 0,
+                body: DaemonBody::Alive
+            }
+        );
+        let wire = m.encode();
+        // The header's form: type, session 0, reserved[2] zero, body all zero.
+        assert_eq!(field_u32(&wire, 0), uapi::DAEDALUS_D2K_ALIVE);
+        assert_eq!(field_u32(&wire, 0), 106);
+        assert!(
+            wire[4..].iter().all(|&b| b == 0),
+            "session and the rest zero"
+        );
+        assert_eq!(DaemonMsg::decode(&wire), Ok(m));
+        // Whatever session the caller puts in, ALIVE travels with session 0.
+        let other = DaemonMsg {
+            session: 7,
+            body: DaemonBody::Alive,
+        };
+        assert_eq!(other.encode(), wire);
+        // It travels daemon -> kernel only.
+        assert_eq!(
+            KernelMsg::decode(&wire),
+            Err(ProtoError::WrongDirection(uapi::DAEDALUS_D2K_ALIVE))
+        );
+
+        let mut session = wire;
+        session[4..8].copy_from_slice(&5u32.to_le_bytes());
+        assert_eq!(
+            DaemonMsg::decode(&session),
+            Err(ProtoError::SessionNotZero {
+                ty: uapi::DAEDALUS_D2K_ALIVE,
+                session: 5
+            })
+        );
+        for at in 8..16 {
+            let mut reserved = wire;
+            reserved[at] = 1;
+            assert_eq!(
+                DaemonMsg::decode(&reserved),
+                Err(ProtoError::ReservedNotZero),
+                "header byte {at}"
+            );
+        }
+        // Every byte of the body (the whole union) must be zero.
+        for at in 16..MSG_SIZE {
+            let mut body = wire;
+            body[at] = 0x80;
+            assert_eq!(
+                DaemonMsg::decode(&body),
+                Err(ProtoError::ReservedBodyNotZero(uapi::DAEDALUS_D2K_ALIVE)),
+                "body byte {at}"
+            );
+        }
+    }
+
+    #[test]
+    fn session_zero_is_only_for_alive() {
+        // Every other daemon message still needs a session.
+        for body in [
+            DaemonBody::SessionError { error: -5 },
+            DaemonBody::Released {
+                queue: Queue::Output,
+                epoch: 1,
+            },
+        ] {
+            let wire = DaemonMsg { session: 0, body }.encode();
+            assert_eq!(
+                DaemonMsg::decode(&wire),
+                Err(ProtoError::ZeroSession(field_u32(&wire, 0)))
             );
         }
     }

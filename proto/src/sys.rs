@@ -60,6 +60,7 @@ union_reader!(
     uapi::daedalus_d2k_session_error
 );
 union_reader!(released, released, uapi::daedalus_d2k_released);
+union_reader!(raw_body, raw, [u8; MSG_SIZE - 16]);
 
 // The ioctl numbers of the header: _IOWR('D', 0, struct daedalus_hello) and
 // _IOWR('D', 1, struct daedalus_buf_fd); the struct sizes come from bindgen.

@@ -76,3 +76,20 @@ def test_session_ids_wrap(target, stack, running, manifest):
         stack.stop_daemon()
         stack.unload_module()
         stack.up()
+
+
+def test_slow_decode_is_not_a_stall(target, stack, running, manifest):
+    """A 1080p decode at full speed with daemon_timeout_ms far below one
+    frame's decode time under emulation: the daemon is slow, not stopped
+    (it sends ALIVE, UAPI header "Liveness"), so nothing fails. Before, the
+    per-session stall rule failed such sessions (POLLERR in the client), on
+    a loaded machine even at the default 2 s."""
+    old = target.run(f"cat {TIMEOUT_PARAM}", check=True).stdout.strip()
+    target.run(f"echo 200 > {TIMEOUT_PARAM}", check=True)
+    try:
+        for name in ("h264-1920x1080", "vp9-1920x1080"):
+            res = target.run(daedalus_decode(stack, running.video, manifest[name]) + " 2>&1", timeout=900)
+            assert res.rc == 0, f"{name}: {res.stdout[-2000:]}\n{stack.log_tail()}"
+        report.figure("1080p with daemon_timeout_ms=200", "H.264 and VP9 bit-exact")
+    finally:
+        target.run(f"echo {old} > {TIMEOUT_PARAM}")

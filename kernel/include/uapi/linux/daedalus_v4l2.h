@@ -59,6 +59,18 @@
  * fails. A daemon without the flag is not waited for: its buffers go back
  * to the client at once, whatever it still does with them.
  *
+ * Liveness (minor >= 3, a daemon that sets DAEDALUS_HELLO_F_ALIVE): the
+ * daemon writes DAEDALUS_D2K_ALIVE at least every
+ * DAEDALUS_ALIVE_INTERVAL_MS while connected, from a thread that never
+ * waits for a decoder. The stall watchdog then judges the daemon, not each
+ * session's latency: sessions fail only when nothing at all came from the
+ * daemon for daemon_timeout_ms (a stopped or hung process). A decode that
+ * is merely slow, on a loaded or emulated machine, is not a stall; a
+ * session stuck inside its decoder is the daemon's to report
+ * (SESSION_ERROR). Without the flag, a session fails when the daemon holds
+ * its bitstream and could answer but sends nothing for it for
+ * daemon_timeout_ms.
+ *
  * Generations: every (re)allocation of a queue's buffers (REQBUFS,
  * CREATE_BUFS) increments the queue's generation. DAEDALUS_IOC_GET_BUF_FD
  * with an old generation gets -ESTALE.
@@ -203,6 +215,12 @@ struct daedalus_k2d_epoch {		/* CAPTURE_RESET, FLUSH */
  * buffer of the queue from before the epoch (see "Synchronous take-back").
  */
 #define DAEDALUS_D2K_RELEASED		105
+/*
+ * Minor >= 3, DAEDALUS_HELLO_F_ALIVE: the daemon is alive (see
+ * "Liveness"). Session 0, body all zero.
+ */
+#define DAEDALUS_D2K_ALIVE		106
+#define DAEDALUS_ALIVE_INTERVAL_MS	250
 
 /* bitstream_done.flags */
 #define DAEDALUS_BITSTREAM_F_ERROR	(1U << 0)	/* corrupt, not decoded */
@@ -265,7 +283,7 @@ struct daedalus_d2k_released {
 /* One message, both directions: a fixed DAEDALUS_MSG_SIZE bytes. */
 struct daedalus_msg {
 	__u32 type;			/* DAEDALUS_K2D_* or DAEDALUS_D2K_* */
-	__u32 session;			/* session id, never 0 */
+	__u32 session;			/* session id; 0 only in ALIVE */
 	__u32 reserved[2];		/* must be 0 */
 	union {
 		struct daedalus_k2d_session_open session_open;
@@ -324,6 +342,8 @@ struct daedalus_buf_fd {
  * CAPTURE_RESET with DAEDALUS_D2K_RELEASED, and the kernel waits for it.
  */
 #define DAEDALUS_HELLO_F_RELEASE_ACK	(1U << 0)
+/* ALIVE: the daemon sends DAEDALUS_D2K_ALIVE (see "Liveness"). */
+#define DAEDALUS_HELLO_F_ALIVE		(1U << 1)
 
 #define DAEDALUS_IOC_MAGIC	'D'
 /* Version handshake and codec announcement; required before read/write. */

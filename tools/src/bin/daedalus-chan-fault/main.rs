@@ -485,7 +485,7 @@ fn channel_cases(r: &mut Report, args: &Args) -> Result<FakeDaemon> {
         Errno::EINVAL,
     );
     let mut h = hello_arg(&CODECS);
-    h.flags = uapi::DAEDALUS_HELLO_F_RELEASE_ACK << 1;
+    h.flags = !(uapi::DAEDALUS_HELLO_F_RELEASE_ACK | uapi::DAEDALUS_HELLO_F_ALIVE);
     r.expect_err(
         "HELLO unknown flag set",
         errno_outcome(raw_hello(&chan, &mut h)),

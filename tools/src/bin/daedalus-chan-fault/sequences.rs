@@ -225,10 +225,21 @@ fn one_output_buffer(r: &mut Report, args: &Args, d: &mut FakeDaemon) -> Result<
     Ok(())
 }
 
-pub(crate) fn cases(r: &mut Report, args: &Args, d: &mut FakeDaemon) -> Result<()> {
-    one_output_buffer(r, args, d)?;
-    s_fmt_output_busy(r, args, d)?;
-    seek_resumes_stopped(r, args, d)?;
-    start_after_resolution_change(r, args, d)?;
-    create_bufs_keeps_generations(r, args, d)
+pub(crate) fn cases(r: &mut Report, args: &Args, d: &mut FakeDaemon) {
+    use crate::flow::guarded;
+    guarded(r, d, "one OUTPUT buffer", |r, d| {
+        one_output_buffer(r, args, d)
+    });
+    guarded(r, d, "S_FMT(OUTPUT) busy", |r, d| {
+        s_fmt_output_busy(r, args, d)
+    });
+    guarded(r, d, "seek after drain", |r, d| {
+        seek_resumes_stopped(r, args, d)
+    });
+    guarded(r, d, "START after resolution change", |r, d| {
+        start_after_resolution_change(r, args, d)
+    });
+    guarded(r, d, "CREATE_BUFS", |r, d| {
+        create_bufs_keeps_generations(r, args, d)
+    });
 }
