@@ -1247,7 +1247,14 @@ static void daedalus_watchdog_check(struct daedalus_dev *dev,
 	int id = 0;
 	u64 conn;
 
-	silent = daedalus_chan_silent(&dev->chan, timeout, &silent_ms);
+	/*
+	 * ALIVE comes every DAEDALUS_ALIVE_INTERVAL_MS at best: never judge
+	 * the daemon by less than four intervals, whatever the parameter.
+	 */
+	silent = daedalus_chan_silent(&dev->chan,
+				      max(timeout, msecs_to_jiffies(4 *
+						DAEDALUS_ALIVE_INTERVAL_MS)),
+				      &silent_ms);
 	alive = !silent && READ_ONCE(dev->chan.alive);
 	if (alive)
 		return;

@@ -81,7 +81,8 @@ def test_session_ids_wrap(target, stack, running, manifest):
 def test_slow_decode_is_not_a_stall(target, stack, running, manifest):
     """A 1080p decode at full speed with daemon_timeout_ms far below one
     frame's decode time under emulation: the daemon is slow, not stopped
-    (it sends ALIVE, UAPI header "Liveness"), so nothing fails. Before, the
+    (it sends ALIVE, UAPI header "Liveness"; the kernel then judges it over
+    at least four ALIVE intervals, 1 s), so nothing fails. Before, the
     per-session stall rule failed such sessions (POLLERR in the client), on
     a loaded machine even at the default 2 s."""
     old = target.run(f"cat {TIMEOUT_PARAM}", check=True).stdout.strip()

@@ -64,7 +64,8 @@
  * DAEDALUS_ALIVE_INTERVAL_MS while connected, from a thread that never
  * waits for a decoder. The stall watchdog then judges the daemon, not each
  * session's latency: sessions fail only when nothing at all came from the
- * daemon for daemon_timeout_ms (a stopped or hung process). A decode that
+ * daemon for daemon_timeout_ms, and never sooner than four intervals (a
+ * stopped or hung process). A decode that
  * is merely slow, on a loaded or emulated machine, is not a stall; a
  * session stuck inside its decoder is the daemon's to report
  * (SESSION_ERROR). Without the flag, a session fails when the daemon holds
