@@ -298,8 +298,7 @@ void daedalus_session_stop(struct daedalus_ctx *ctx, unsigned int queue);
 void daedalus_session_take_back_sync(struct daedalus_ctx *ctx,
 				     unsigned int queue);
 int daedalus_session_resume_capture(struct daedalus_ctx *ctx);
-bool daedalus_buf_fits(struct vb2_buffer *vb,
-		       const struct v4l2_pix_format_mplane *pix);
+bool daedalus_queued_capture_fits(struct daedalus_ctx *ctx);
 int daedalus_session_drain(struct daedalus_ctx *ctx);
 void daedalus_session_unpark(struct daedalus_ctx *ctx);
 int daedalus_session_reply(struct daedalus_dev *dev,

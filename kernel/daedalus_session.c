@@ -413,17 +413,11 @@ int daedalus_session_resume_capture(struct daedalus_ctx *ctx)
 	struct v4l2_m2m_buffer *b;
 	struct daedalus_msg msg;
 	unsigned long flags;
-	int ret = 0;
 
 	if (ctx->state != DAEDALUS_SESSION_OPEN)
 		return -EIO;
-	spin_lock_irqsave(&q_ctx->rdy_spinlock, flags);
-	list_for_each_entry(b, &q_ctx->rdy_queue, list)
-		if (!daedalus_buf_fits(&b->vb.vb2_buf, &ctx->cap_fmt))
-			ret = -EINVAL;
-	spin_unlock_irqrestore(&q_ctx->rdy_spinlock, flags);
-	if (ret)
-		return ret;
+	if (!daedalus_queued_capture_fits(ctx))
+		return -EINVAL;
 
 	if (daedalus_chan_release_ack(&ctx->dev->chan, ctx->conn)) {
 		daedalus_session_take_back_sync(ctx, DAEDALUS_QUEUE_CAPTURE);

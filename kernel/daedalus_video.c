@@ -641,8 +641,8 @@ static int daedalus_buf_out_validate(struct vb2_buffer *vb)
 	return 0;
 }
 
-bool daedalus_buf_fits(struct vb2_buffer *vb,
-		       const struct v4l2_pix_format_mplane *pix)
+static bool daedalus_buf_fits(struct vb2_buffer *vb,
+			      const struct v4l2_pix_format_mplane *pix)
 {
 	unsigned int i;
 
@@ -652,6 +652,24 @@ bool daedalus_buf_fits(struct vb2_buffer *vb,
 		if (vb2_plane_size(vb, i) < pix->plane_fmt[i].sizeimage)
 			return false;
 	return true;
+}
+
+/*
+ * Whether every CAPTURE buffer queued to the driver holds the negotiated
+ * format (CAPTURE STREAMON, V4L2_DEC_CMD_START after a resolution change).
+ */
+bool daedalus_queued_capture_fits(struct daedalus_ctx *ctx)
+{
+	struct v4l2_m2m_queue_ctx *q_ctx = &ctx->fh.m2m_ctx->cap_q_ctx;
+	struct v4l2_m2m_buffer *b;
+	unsigned long flags;
+	bool fits = true;
+
+	spin_lock_irqsave(&q_ctx->rdy_spinlock, flags);
+	list_for_each_entry(b, &q_ctx->rdy_queue, list)
+		fits &= daedalus_buf_fits(&b->vb.vb2_buf, &ctx->cap_fmt);
+	spin_unlock_irqrestore(&q_ctx->rdy_spinlock, flags);
+	return fits;
 }
 
 /*
@@ -689,18 +707,8 @@ static void daedalus_buf_queue(struct vb2_buffer *vb)
  */
 static int daedalus_capture_start(struct daedalus_ctx *ctx)
 {
-	struct v4l2_m2m_queue_ctx *q_ctx = &ctx->fh.m2m_ctx->cap_q_ctx;
-	struct v4l2_m2m_buffer *b;
-	unsigned long flags;
-	int ret = 0;
-
-	spin_lock_irqsave(&q_ctx->rdy_spinlock, flags);
-	list_for_each_entry(b, &q_ctx->rdy_queue, list)
-		if (!daedalus_buf_fits(&b->vb.vb2_buf, &ctx->cap_fmt))
-			ret = -EINVAL;
-	spin_unlock_irqrestore(&q_ctx->rdy_spinlock, flags);
-	if (ret)
-		return ret;
+	if (!daedalus_queued_capture_fits(ctx))
+		return -EINVAL;
 	ctx->cap_stream_fmt = ctx->cap_fmt;
 	ctx->cap.sequence = 0;
 	ctx->change_end_allowed = false;

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use daedalus_proto::{uapi, KernelBody, KernelMsg, MSG_SIZE};
-use v4l2r::ioctl::{self, DecoderCmd, ExpbufFlags};
+use v4l2r::ioctl::{self, ExpbufFlags};
 use v4l2r::memory::MemoryType;
 use v4l2r::nix::errno::Errno;
 use v4l2r::nix::sys::mman::{mmap, munmap, MapFlags, ProtFlags};
 
 use crate::{
-    bitstream_done, busy_session, format_msg, frame_done, nv12_format, v4l2_err, wait_bitstream,
-    wait_capture, wait_open, Args, Client, FakeDaemon, Report, CAP_Q, OUT_Q, WAIT,
+    busy_session, v4l2_err, wait_bitstream, wait_open, Args, Client, FakeDaemon, Report, CAP_Q,
+    OUT_Q, WAIT,
 };
 
 const MAX_SESSIONS_PARAM: &str = "/sys/module/daedalus_v4l2/parameters/max_sessions";
@@ -28,7 +28,7 @@ const OUTBOX_MSGS: usize = 64;
 const FLOOD_BUFFERS: u32 = 16;
 
 /// Runs `f` with module parameter `path` set to `value`, restoring it after.
-fn with_param<T>(path: &str, value: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn with_param<T>(path: &str, value: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let old = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     std::fs::write(path, value).with_context(|| format!("writing {path}"))?;
     let outcome = f();
@@ -68,53 +68,11 @@ fn flood_client(args: &Args) -> Result<Client> {
     Ok(c)
 }
 
-/// A session drained to its end: STOP, DRAIN_END on CAPTURE 0 (LAST),
-/// CAPTURE 1 still with the daemon. Returns the client and its session.
-fn drained_session(args: &Args, d: &mut FakeDaemon) -> Result<(Client, u32)> {
-    let mut c = Client::open(args)?;
-    c.setup_output(4)?;
-    c.qbuf_out(0, 16, 1).map_err(v4l2_err("QBUF(OUTPUT 0)"))?;
-    c.streamon(OUT_Q).map_err(v4l2_err("STREAMON(OUTPUT)"))?;
-    let session = wait_open(d).context("no SESSION_OPEN")?;
-    let (out_epoch, ..) = wait_bitstream(d, session, 0).context("no BITSTREAM")?;
-    d.send(&format_msg(session, nv12_format(out_epoch, 320, 240, 2)))
-        .map_err(|e| anyhow::anyhow!("FORMAT refused: {}", Errno::from_raw(e)))?;
-    c.setup_capture(2)?;
-    c.qbuf_cap(0).map_err(v4l2_err("QBUF(CAPTURE 0)"))?;
-    c.qbuf_cap(1).map_err(v4l2_err("QBUF(CAPTURE 1)"))?;
-    c.streamon(CAP_Q).map_err(v4l2_err("STREAMON(CAPTURE)"))?;
-    let (cap_epoch, ..) = wait_capture(d, session, 0).context("no CAPTURE 0")?;
-    wait_capture(d, session, 1).context("no CAPTURE 1")?;
-    c.decoder_cmd(DecoderCmd::stop())
-        .map_err(v4l2_err("DECODER_CMD(STOP)"))?;
-    d.take(WAIT, |m| {
-        (m.session == session && matches!(m.body, KernelBody::Drain)).then_some(())
-    })
-    .context("no DRAIN")?;
-    d.send(&bitstream_done(session, 0, out_epoch, 0))
-        .map_err(|e| anyhow::anyhow!("BITSTREAM_DONE refused: {}", Errno::from_raw(e)))?;
-    d.send(&frame_done(
-        session,
-        0,
-        cap_epoch,
-        uapi::DAEDALUS_FRAME_F_DRAIN_END,
-        [0; 3],
-    ))
-    .map_err(|e| anyhow::anyhow!("DRAIN_END refused: {}", Errno::from_raw(e)))?;
-    let last = c
-        .dqbuf(CAP_Q, WAIT)
-        .map_err(v4l2_err("DQBUF(CAPTURE) LAST"))?;
-    if !last.is_last() {
-        bail!("the drain did not end with LAST");
-    }
-    Ok((c, session))
-}
-
 /// One client floods the channel while the daemon reads nothing: its own
 /// unread messages stay bounded, none of its ioctls fail, and the other
 /// clients' sessions neither fail nor wait behind its backlog.
 fn flood_case(r: &mut Report, args: &Args, d: &mut FakeDaemon) -> Result<()> {
-    let (drained, drained_session) = drained_session(args, d)?;
+    let (drained, drained_session) = crate::sequences::drained(args, d)?;
     d.pending.clear();
 
     let flooder = flood_client(args)?;

@@ -1256,10 +1256,7 @@ fn busy_session(args: &Args, d: &mut FakeDaemon) -> Result<(Client, u32, u32)> {
 }
 
 fn stall_case(r: &mut Report, args: &Args, d: &mut FakeDaemon) -> Result<()> {
-    let old = std::fs::read_to_string(TIMEOUT_PARAM)
-        .with_context(|| format!("reading {TIMEOUT_PARAM}"))?;
-    std::fs::write(TIMEOUT_PARAM, "300").with_context(|| format!("writing {TIMEOUT_PARAM}"))?;
-    let outcome = (|| -> Result<()> {
+    flow::with_param(TIMEOUT_PARAM, "300", || {
         let (c, session, _) = busy_session(args, d)?;
         let start = Instant::now();
         // no FORMAT yet and bitstream held: the daemon is the one stuck
@@ -1279,10 +1276,7 @@ fn stall_case(r: &mut Report, args: &Args, d: &mut FakeDaemon) -> Result<()> {
             format!("{b:?}"),
         );
         Ok(())
-    })();
-    std::fs::write(TIMEOUT_PARAM, old.trim())
-        .with_context(|| format!("restoring {TIMEOUT_PARAM}"))?;
-    outcome
+    })
 }
 
 fn death_case(r: &mut Report, args: &Args, mut d: FakeDaemon) -> Result<FakeDaemon> {

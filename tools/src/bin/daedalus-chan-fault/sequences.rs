@@ -47,10 +47,17 @@ fn decoding(args: &Args, d: &mut FakeDaemon) -> Result<(Client, u32, u32, u32, u
     Ok((c, session, out_epoch, cap_epoch, cap_gen))
 }
 
-fn seek_resumes_stopped(r: &mut Report, args: &Args, d: &mut FakeDaemon) -> Result<()> {
+/// A session drained to its end (dev-decoder.rst "Drain"): STOP, DRAIN,
+/// OUTPUT 0 done, DRAIN_END on CAPTURE 0 dequeued with LAST; CAPTURE 1 is
+/// still with the daemon. Returns the client and its session.
+pub(crate) fn drained(args: &Args, d: &mut FakeDaemon) -> Result<(Client, u32)> {
     let (c, session, out_epoch, cap_epoch, _) = decoding(args, d)?;
     c.decoder_cmd(DecoderCmd::stop())
         .map_err(v4l2_err("DECODER_CMD(STOP)"))?;
+    d.take(WAIT, |m| {
+        (m.session == session && matches!(m.body, KernelBody::Drain)).then_some(())
+    })
+    .context("no DRAIN")?;
     d.send(&crate::bitstream_done(session, 0, out_epoch, 0))
         .map_err(|e| anyhow::anyhow!("BITSTREAM_DONE: {}", Errno::from_raw(e)))?;
     d.send(&frame_done(
@@ -61,9 +68,18 @@ fn seek_resumes_stopped(r: &mut Report, args: &Args, d: &mut FakeDaemon) -> Resu
         [0; 3],
     ))
     .map_err(|e| anyhow::anyhow!("DRAIN_END: {}", Errno::from_raw(e)))?;
-    c.dqbuf(OUT_Q, WAIT).map_err(v4l2_err("DQBUF(OUTPUT 0)"))?;
-    c.dqbuf(CAP_Q, WAIT)
+    let last = c
+        .dqbuf(CAP_Q, WAIT)
         .map_err(v4l2_err("DQBUF(CAPTURE) LAST"))?;
+    if !last.is_last() {
+        anyhow::bail!("the drain did not end with LAST");
+    }
+    Ok((c, session))
+}
+
+fn seek_resumes_stopped(r: &mut Report, args: &Args, d: &mut FakeDaemon) -> Result<()> {
+    let (c, session) = drained(args, d)?;
+    c.dqbuf(OUT_Q, WAIT).map_err(v4l2_err("DQBUF(OUTPUT 0)"))?;
     // stopped: a seek (STREAMOFF/STREAMON OUTPUT) must resume decoding
     c.streamoff(OUT_Q).map_err(v4l2_err("STREAMOFF(OUTPUT)"))?;
     c.qbuf_out(1, 16, 7).map_err(v4l2_err("QBUF(OUTPUT 1)"))?;
